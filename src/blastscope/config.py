@@ -1,0 +1,280 @@
+"""Typed, frozen run configuration.
+
+A recipe (YAML shipped in ``blastscope/recipes``) supplies defaults, a profile (``quick``) and
+``--set key=value`` on the command line override them, and the resolved configuration is saved as
+``config.yaml`` in every run folder. Unknown keys are errors that name the key.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "DataConfig", "OptimConfig", "ScheduleConfig", "TrainConfig", "AuxConfig", "ArmConfig", "RunConfig",
+    "ConfigError", "load_recipe", "list_recipes", "resolve_config", "config_to_dict", "config_from_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A recipe or override that cannot be used; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    canvas: int | None = 350
+    resize: int | None = None
+    classes: tuple[str, ...] = ("hem", "all")
+    positive: str = "all"
+    folds: int = 7
+    fold_mode: Literal["subject", "dataset", "image"] = "subject"
+    grouping: Literal["subject", "image"] = "subject"
+    balance: Literal["oversample", "none"] = "oversample"
+    augment: str = "sdct"
+    augment_minority_only: bool = False
+    synthetic: str = "default"
+    class_map: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.positive not in self.classes:
+            raise ConfigError(f"data.positive must be one of data.classes {list(self.classes)}, got {self.positive!r}")
+        if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+            raise ConfigError(f"data.classes must be two or more distinct names, got {list(self.classes)}")
+        if self.fold_mode != "dataset" and self.folds < 2:
+            raise ConfigError(f"data.folds must be >= 2, got {self.folds}")
+        if self.fold_mode not in ("subject", "dataset", "image"):
+            raise ConfigError(f"data.fold_mode must be subject, dataset or image, got {self.fold_mode!r}")
+        if self.grouping not in ("subject", "image"):
+            raise ConfigError(f"data.grouping must be subject or image, got {self.grouping!r}")
+        if self.fold_mode == "image" and self.grouping != "image":
+            raise ConfigError("data.fold_mode=image splits cells of one subject across folds; "
+                              "it needs the explicit data.grouping=image (labelled image-level in every report)")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-2
+
+    def __post_init__(self) -> None:
+        if self.name not in ("sgd", "adam"):
+            raise ConfigError(f"train.optimizer.name must be sgd or adam, got {self.name!r}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.optimizer.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: Literal["step", "plateau", "none"] = "step"
+    milestones: tuple[int, ...] = (70, 105, 115)
+    gamma: float = 0.1
+    factor: float = 0.3
+    patience: int = 5
+    min_lr: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.name not in ("step", "plateau", "none"):
+            raise ConfigError(f"train.schedule.name must be step, plateau or none, got {self.name!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 130
+    batch_size: int = 64
+    seed: int = 0
+    num_workers: int = 0
+    eval_batch_size: int = 64
+    optimizer: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    max_train_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class AuxConfig:
+    """SDCT-AuxNet-theta auxiliary classifier (Gehlot et al. 2020 section 3.4)."""
+
+    C: float = 10.0
+    gamma: float = 100.0
+    standardize: bool = False
+    theta: float = 0.9
+    sweep: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.theta <= 1.0:
+            raise ConfigError(f"aux.theta must be in [0, 1], got {self.theta}")
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """One model trained (or derived) per fold. ``source`` names another arm this one reuses:
+    an ``aux`` arm adds the SVM to that arm's trained CNN; ``fuse`` lists arms whose trained
+    models a fusion model combines (LeukoNet Stage-3)."""
+
+    name: str
+    model: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    aux: AuxConfig | None = None
+    fuse: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    recipe: str
+    paper: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    arms: tuple[ArmConfig, ...] = ()
+    profile: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.arms:
+            raise ConfigError(f"recipe {self.recipe!r} defines no arms")
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"recipe {self.recipe!r} has duplicate arm names {names}")
+        seen: set[str] = set()
+        for arm in self.arms:
+            refs = ([arm.source] if arm.source else []) + list(arm.fuse)
+            for ref in refs:
+                if ref not in seen:
+                    raise ConfigError(f"arm {arm.name!r} uses arm {ref!r}, which must be defined before it")
+            if arm.model is None and arm.source is None:
+                raise ConfigError(f"arm {arm.name!r} needs a model or a source arm")
+            seen.add(arm.name)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not is_dataclass(cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {data!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in {where or 'config'}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        f = known[name]
+        sub = _NESTED.get((cls.__name__, name))
+        if sub is not None and value is not None:
+            if name == "arms":
+                value = tuple(_build(ArmConfig, v, f"{where}.arms[{i}]") for i, v in enumerate(value))
+            else:
+                value = _build(sub, value, f"{where}.{name}".lstrip("."))
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+_NESTED = {
+    ("RunConfig", "data"): DataConfig,
+    ("RunConfig", "train"): TrainConfig,
+    ("RunConfig", "arms"): ArmConfig,
+    ("TrainConfig", "optimizer"): OptimConfig,
+    ("TrainConfig", "schedule"): ScheduleConfig,
+    ("ArmConfig", "aux"): AuxConfig,
+}
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    return _build(RunConfig, data, "")
+
+
+def config_to_dict(config: Any) -> dict:
+    def clean(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    return clean(asdict(config))
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("blastscope.recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str) -> dict:
+    """Raw recipe mapping from a shipped recipe name or a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text()
+    else:
+        res = resources.files("blastscope.recipes") / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise ConfigError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(list_recipes())}")
+        text = res.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {name_or_path!r} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {name_or_path!r} must be a YAML mapping")
+    return raw
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.sub=value")
+    key, value = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def resolve_config(recipe: str, profile: str | None = None, overrides: list[str] | None = None) -> RunConfig:
+    raw = load_recipe(recipe)
+    profiles = raw.pop("profiles", {}) or {}
+    raw.setdefault("recipe", recipe if not recipe.endswith((".yaml", ".yml")) else Path(recipe).stem)
+    if profile is not None:
+        if profile not in profiles:
+            raise ConfigError(f"recipe {recipe!r} has no profile {profile!r}; profiles: {sorted(profiles)}")
+        raw = _deep_merge(raw, profiles[profile])
+        raw["profile"] = profile
+    for item in overrides or []:
+        keys, value = _parse_override(item)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {k!r} is not a mapping")
+        node[keys[-1]] = value
+    return config_from_dict(raw)
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    from blastscope.engine.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def read_config(path: Path) -> RunConfig:
+    return config_from_dict(yaml.safe_load(Path(path).read_text()))

@@ -1,0 +1,97 @@
+"""Decoded-and-preprocessed image cache: one memory-mapped uint8 array per (files, settings).
+
+The key is a SHA-256 over the preprocessing settings and the content hash of every file in index
+order, so a changed, renamed-but-identical or reordered file set gets the right entry. Content
+hashes are remembered per (path, size, mtime) in a small JSON sidecar, so after the first pass no
+image file is opened again: epochs read only the memory map. Files are written atomically; an
+interrupted build leaves no entry behind and is simply redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from blastscope.data.preprocess import Preprocess, load_preprocessed
+from blastscope.engine.atomic import atomic_write, atomic_write_json
+
+__all__ = ["ImageCache", "file_digest"]
+
+logger = logging.getLogger(__name__)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ImageCache:
+    """Build or open the cached array for ``paths`` under ``root``.
+
+    ``array(paths, preprocess)`` returns an N x S x S x 3 uint8 array (memory-mapped, read-only).
+    """
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self._digests_path = self.root / "digests.json"
+        self._digests: dict[str, str] | None = None
+
+    def _digest_of(self, path: str) -> str:
+        if self._digests is None:
+            try:
+                self._digests = json.loads(self._digests_path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                self._digests = {}
+        st = os.stat(path)
+        stamp = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+        digest = self._digests.get(stamp)
+        if digest is None:
+            digest = file_digest(Path(path))
+            self._digests[stamp] = digest
+        return digest
+
+    def key(self, paths: Sequence[str], preprocess: Preprocess) -> str:
+        h = hashlib.sha256(json.dumps(preprocess.to_dict(), sort_keys=True).encode())
+        for p in paths:
+            h.update(self._digest_of(p).encode())
+        if self._digests is not None:
+            atomic_write_json(self._digests_path, self._digests)
+        return h.hexdigest()[:24]
+
+    def array(
+        self,
+        paths: Sequence[str],
+        preprocess: Preprocess,
+        progress: Callable[[int], None] | None = None,
+        loader: Callable[[str], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        size = preprocess.output_size
+        if size is None:
+            raise ValueError("caching needs a fixed output size: set canvas or resize")
+        path = self.root / f"{self.key(paths, preprocess)}.npy"
+        if path.exists():
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == (len(paths), size, size, 3):
+                return arr
+            logger.warning("cache entry %s has shape %s, rebuilding", path, arr.shape)
+        load = loader or (lambda p: load_preprocessed(p, preprocess))
+
+        def write(tmp: Path) -> None:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+            for i, p in enumerate(paths):
+                out[i] = load(p)
+                if progress:
+                    progress(1)
+            out.flush()
+            del out
+
+        atomic_write(path, write)
+        return np.load(path, mmap_mode="r")

@@ -1,0 +1,132 @@
+"""Reader for C-NMC 2019 (Gupta & Gupta 2019, TCIA; Gehlot et al. 2020 section 2).
+
+Two layouts are understood:
+
+- the official release: ``training_data/fold_{0,1,2}/{all,hem}/UID_*.bmp``,
+  ``validation_data/<folder>/<n>.bmp`` with ``validation_data/<folder>_labels.csv``
+  (``Patient_ID,new_names,labels``) and ``testing_data/<folder>/<n>.bmp`` (unlabelled unless a
+  labels CSV lies beside the folder);
+- loose folders of ``UID_<subject>_<image>_<cell>_<all|hem>.bmp`` files at any depth.
+
+Subject ids come from the file names, case-insensitively (``UID_h3_...`` and ``UID_H3_...`` are
+subject ``H3``). Label ``aml`` is a toolkit extension used by the 3-class synthetic data.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from blastscope.data.index import IndexError_, make_index
+
+__all__ = ["CnmcName", "parse_cnmc_name", "read_cnmc", "is_cnmc_official", "NameError_"]
+
+_NAME = re.compile(r"^UID_(H?\d+|A\d+)_(\d+)_(\d+)_(all|hem|aml)\.bmp$", re.IGNORECASE)
+LABEL_NAMES = {"0": "hem", "1": "all", "2": "aml"}
+
+
+class NameError_(ValueError):
+    """A file name that does not follow the C-NMC naming scheme."""
+
+
+@dataclass(frozen=True)
+class CnmcName:
+    subject_id: str
+    image: int
+    cell: int
+    label: str
+
+
+def parse_cnmc_name(name: str) -> CnmcName:
+    """Parse ``UID_<subject>_<image>_<cell>_<all|hem>.bmp`` (case-insensitive).
+
+    >>> parse_cnmc_name("UID_h3_4_1_hem.bmp")
+    CnmcName(subject_id='H3', image=4, cell=1, label='hem')
+    """
+    m = _NAME.match(Path(name).name)
+    if m is None:
+        raise NameError_(f"{name!r} does not match UID_<subject>_<image>_<cell>_<all|hem>.bmp")
+    subject, image, cell, label = m.groups()
+    return CnmcName(subject.upper(), int(image), int(cell), label.lower())
+
+
+def is_cnmc_official(root: Path) -> bool:
+    return (Path(root) / "training_data").is_dir()
+
+
+def _labelled_folder(csv_path: Path, folder: Path, split: str) -> list[dict]:
+    rows = []
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        need = {"Patient_ID", "new_names", "labels"}
+        if reader.fieldnames is None or not need <= set(reader.fieldnames):
+            raise IndexError_(f"{csv_path}: expected columns {sorted(need)}, found {reader.fieldnames}")
+        for line, rec in enumerate(reader, start=2):
+            image = folder / rec["new_names"].strip()
+            try:
+                parsed = parse_cnmc_name(rec["Patient_ID"].strip())
+            except NameError_ as e:
+                raise IndexError_(f"{csv_path}, line {line}: {e}") from None
+            label = LABEL_NAMES.get(rec["labels"].strip())
+            if label is None:
+                raise IndexError_(f"{csv_path}, line {line}: label {rec['labels']!r} is not 0, 1 or 2")
+            rows.append(dict(path=str(image.resolve()), label=label, subject_id=parsed.subject_id, source="cnmc", split=split))
+    return rows
+
+
+def _held_out(top: Path, split: str) -> list[dict]:
+    rows: list[dict] = []
+    if not top.is_dir():
+        return rows
+    for folder in sorted(p for p in top.iterdir() if p.is_dir()):
+        labels = top / f"{folder.name}_labels.csv"
+        if labels.exists():
+            rows += _labelled_folder(labels, folder, split)
+        else:
+            for image in sorted(folder.glob("*.bmp")):
+                rows.append(dict(path=str(image.resolve()), split=split, source="cnmc"))
+    return rows
+
+
+def read_cnmc(root: Path | str) -> pd.DataFrame:
+    """Index a C-NMC tree (official layout or loose ``UID_*.bmp`` files).
+
+    Files in a training folder whose names do not parse raise :class:`IndexError_` naming them,
+    as does a name whose label disagrees with its ``all``/``hem`` folder.
+    """
+    root = Path(root)
+    rows: list[dict] = []
+    bad: list[str] = []
+    if is_cnmc_official(root):
+        for fold_dir in sorted((root / "training_data").glob("fold_*")):
+            fold = int(fold_dir.name.split("_")[1])
+            for image in sorted(fold_dir.rglob("*.bmp")):
+                try:
+                    parsed = parse_cnmc_name(image.name)
+                except NameError_:
+                    bad.append(str(image))
+                    continue
+                if image.parent.name.lower() in ("all", "hem", "aml") and image.parent.name.lower() != parsed.label:
+                    bad.append(f"{image} (name says {parsed.label}, folder says {image.parent.name})")
+                    continue
+                rows.append(dict(path=str(image.resolve()), label=parsed.label, subject_id=parsed.subject_id,
+                                 source="cnmc", split="train", fold=fold))
+        rows += _held_out(root / "validation_data", "validation")
+        rows += _held_out(root / "testing_data", "test")
+    else:
+        for image in sorted(p for p in root.rglob("*") if p.suffix.lower() == ".bmp"):
+            try:
+                parsed = parse_cnmc_name(image.name)
+            except NameError_:
+                bad.append(str(image))
+                continue
+            rows.append(dict(path=str(image.resolve()), label=parsed.label, subject_id=parsed.subject_id, source="cnmc"))
+    if bad:
+        shown = "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise IndexError_(f"{len(bad)} files under {root} do not follow the C-NMC naming scheme: {shown}")
+    if not rows:
+        raise IndexError_(f"no C-NMC images found under {root}")
+    return make_index(rows)

@@ -1,0 +1,39 @@
+"""Batched forward passes over cached image arrays: log-probabilities and spectral features."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from blastscope.engine.progress import ProgressFactory, no_progress
+from blastscope.engine.tensors import to_model_input
+
+__all__ = ["predict_arrays"]
+
+
+@torch.inference_mode()
+def predict_arrays(model: nn.Module, images: np.ndarray, batch_size: int = 64, spectral: bool = False,
+                   progress: ProgressFactory = no_progress, desc: str = "predict") -> tuple[np.ndarray, np.ndarray | None]:
+    """Return (log-probabilities N x K, spectral-averaged features N x P or None).
+
+    images: N x H x W x 3 uint8. Spectral features are the mean over feature maps at each
+    position of ``model.forward_features`` (Gehlot et al. 2020 section 3.4).
+    """
+    from blastscope.layers.spectral_average import SpectralAverage
+
+    was_training = model.training
+    model.eval()
+    averager = SpectralAverage()
+    logps, feats = [], []
+    with progress(total=len(images), desc=desc, leave=False) as bar:
+        for start in range(0, len(images), batch_size):
+            x = to_model_input(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])))
+            maps = model.forward_features(x)
+            logps.append(torch.log_softmax(model.forward_head(maps), dim=1).numpy())
+            if spectral:
+                feats.append(averager(maps).reshape(len(x), -1).numpy())
+            bar.update(len(x))
+    model.train(was_training)
+    k = getattr(model, "num_classes", None)
+    out = np.concatenate(logps) if logps else np.zeros((0, k or 0), np.float32)
+    return out, (np.concatenate(feats) if spectral and feats else None)

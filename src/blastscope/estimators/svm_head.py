@@ -1,0 +1,208 @@
+"""Auxiliary RBF-SVM classifier on spectral-averaged features (the "Aux" of SDCT-AuxNet-theta).
+
+Gehlot, Gupta & Gupta, "SDCT-AuxNet-theta", Medical Image Analysis 2020, sections 3.4.1
+(eq. 3: trained only on the training images the CNN classifies correctly) and 4.5 (RBF-kernel
+SVM). Released implementation: scikit-learn ``SVC(C=10, gamma=100)`` without probability
+outputs, fitted on the 100 spectral-averaged features (one per position of the last 64x10x10
+feature maps) of the correctly classified training images. Selecting those images and
+extracting the features are the caller's job (engine / layers); this class is the classifier.
+
+Differences from the released code:
+- Optional ``standardize`` (z-scoring with training statistics); off by default, as released.
+- Models are saved as plain arrays (``to_arrays`` / ``from_arrays``, e.g. into safetensors),
+  never pickled; a restored model evaluates the RBF decision function in NumPy.
+- For more than two classes ``decision_function`` returns the one-vs-one values
+  (n_samples, k(k-1)/2), libsvm's native form, instead of scikit-learn's default
+  one-vs-rest transform; ``predict`` is libsvm's one-vs-one vote either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.validation import check_is_fitted
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SpectralSVM"]
+
+
+def _rbf_ovo_decision(X: np.ndarray, a: dict[str, np.ndarray]) -> np.ndarray:
+    """libsvm's one-vs-one decision values (n_samples, k(k-1)/2) in NumPy.
+
+    Pair p runs over (i, j), i < j, in the order (0,1), (0,2), ..., (1,2), ...; a positive
+    value votes for class index i. Support vectors are stored grouped by class; the pair
+    (i, j) uses row j-1 of ``dual_coef`` for class i's vectors and row i for class j's.
+    """
+    if "scaler_mean" in a:
+        X = (X - a["scaler_mean"]) / a["scaler_scale"]
+    sv = a["support_vectors"]
+    sq = (X * X).sum(axis=1)[:, None] + (sv * sv).sum(axis=1)[None, :] - 2.0 * (X @ sv.T)
+    kernel = np.exp(-float(a["gamma"]) * np.maximum(sq, 0.0))  # (n_samples, n_sv)
+    k = a["classes"].shape[0]
+    starts = np.concatenate([[0], np.cumsum(a["n_support"])])
+    dual, intercept = a["dual_coef"], a["intercept"]
+    out = np.empty((X.shape[0], k * (k - 1) // 2))
+    p = 0
+    for i in range(k):
+        si = slice(starts[i], starts[i + 1])
+        for j in range(i + 1, k):
+            sj = slice(starts[j], starts[j + 1])
+            out[:, p] = kernel[:, si] @ dual[j - 1, si] + kernel[:, sj] @ dual[i, sj] + intercept[p]
+            p += 1
+    return out
+
+
+class SpectralSVM(ClassifierMixin, BaseEstimator):
+    """RBF-kernel SVM head with array export (scikit-learn estimator contract).
+
+    Args:
+        C: soft-margin penalty > 0 (paper / released code: 10).
+        gamma: RBF width > 0 in ``exp(-gamma ||x - x'||^2)`` (paper / released code: 100).
+        standardize: z-score features with the training mean/std before the SVM.
+
+    Fitted attributes: ``svc_`` (the scikit-learn ``SVC``, None after ``from_arrays``),
+    ``scaler_`` (``StandardScaler`` or None), ``classes_`` (k,), ``n_features_in_``,
+    ``arrays_`` (the exported parameters).
+
+    Input ``X``: float array (n_samples, n_features), e.g. 100 spectral-averaged features.
+
+    ``__init__`` stores its arguments unchanged (so ``clone``/``get_params`` work) and also
+    checks them at once; ``fit`` checks again because ``set_params`` bypasses ``__init__``.
+    """
+
+    def __init__(self, C: float = 10.0, gamma: float = 100.0, standardize: bool = False) -> None:
+        self.C = C
+        self.gamma = gamma
+        self.standardize = standardize
+        self._check_params()  # fail early; fit checks again since set_params bypasses __init__
+
+    def _check_params(self) -> None:
+        for name in ("C", "gamma"):
+            value = getattr(self, name)
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not (ok and np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {name}={value!r}")
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise ValueError(f"standardize must be a bool, got standardize={self.standardize}")
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> SpectralSVM:
+        """Fit on features X (n_samples, n_features) and labels y (n_samples,).
+
+        Raises:
+            ValueError: if ``y`` holds a single class (message gives the class counts). The
+                caller then falls back to the CNN alone (theta = 0 behaviour).
+        """
+        self._check_params()
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y)
+        if X.ndim != 2 or y.shape != (X.shape[0],):
+            raise ValueError(f"need X (n_samples, n_features) and y (n_samples,), got {X.shape} and {y.shape}")
+        values, counts = np.unique(y, return_counts=True)
+        if values.size < 2:
+            found = {v.item(): int(c) for v, c in zip(values, counts)}
+            raise ValueError(f"SpectralSVM needs at least 2 classes to fit, got class counts {found}")
+        self.scaler_ = StandardScaler().fit(X) if self.standardize else None
+        Xs = self.scaler_.transform(X) if self.scaler_ is not None else X
+        svc = SVC(C=float(self.C), kernel="rbf", gamma=float(self.gamma), decision_function_shape="ovo")
+        self.svc_ = svc.fit(Xs, y)
+        self.classes_ = self.svc_.classes_
+        self.n_features_in_ = X.shape[1]
+        self.arrays_ = self._export()
+        logger.debug("SpectralSVM fitted: %d support vectors of %d samples", len(self.svc_.support_), len(y))
+        return self
+
+    def _export(self) -> dict[str, np.ndarray]:
+        svc = self.svc_
+        dual, intercept = svc.dual_coef_, svc.intercept_
+        if len(svc.classes_) == 2:  # scikit-learn flips binary signs (positive -> classes_[1]); store libsvm's
+            dual, intercept = -dual, -intercept
+        a = {
+            "support_vectors": np.array(svc.support_vectors_, dtype=np.float64),
+            "dual_coef": np.array(dual, dtype=np.float64),
+            "intercept": np.array(intercept, dtype=np.float64),
+            "n_support": np.array(svc.n_support_, dtype=np.int64),
+            "classes": np.array(svc.classes_),
+            "gamma": np.array(float(self.gamma)),
+            "C": np.array(float(self.C)),
+        }
+        if self.scaler_ is not None:
+            a["scaler_mean"] = np.array(self.scaler_.mean_, dtype=np.float64)
+            a["scaler_scale"] = np.array(self.scaler_.scale_, dtype=np.float64)
+        return a
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Parameters as plain arrays (safe to store in safetensors/npz; no pickle).
+
+        Keys: ``support_vectors`` (n_sv, d), ``dual_coef`` (k-1, n_sv), ``intercept``
+        (k(k-1)/2,), ``n_support`` (k,), ``classes`` (k,), ``gamma`` and ``C`` (0-d), and
+        ``scaler_mean``/``scaler_scale`` (d,) when standardised. Signs follow libsvm (a
+        positive decision value votes for the first class of a pair). ``classes`` must be
+        numeric to be stored in safetensors.
+        """
+        check_is_fitted(self, "arrays_")
+        return {key: value.copy() for key, value in self.arrays_.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SpectralSVM:
+        """Rebuild from ``to_arrays`` output; predictions run in pure NumPy (``svc_`` is None)."""
+        required = {"support_vectors", "dual_coef", "intercept", "n_support", "classes", "gamma", "C"}
+        missing = required - set(arrays)
+        if missing:
+            raise ValueError(f"arrays lacks keys {sorted(missing)}")
+        a = {key: np.array(value) for key, value in arrays.items()}
+        k, n_sv = a["classes"].shape[0], a["support_vectors"].shape[0]
+        if k < 2 or a["dual_coef"].shape != (k - 1, n_sv) or a["intercept"].shape != (k * (k - 1) // 2,):
+            raise ValueError(
+                f"inconsistent SVM arrays: classes {a['classes'].shape}, support_vectors "
+                f"{a['support_vectors'].shape}, dual_coef {a['dual_coef'].shape}, intercept {a['intercept'].shape}"
+            )
+        if a["n_support"].shape != (k,) or int(a["n_support"].sum()) != n_sv:
+            raise ValueError(f"n_support {a['n_support'].tolist()} does not add up to {n_sv} support vectors")
+        obj = cls(C=float(a["C"]), gamma=float(a["gamma"]), standardize="scaler_mean" in a)
+        obj.svc_ = None
+        obj.scaler_ = None
+        obj.classes_ = a["classes"]
+        obj.n_features_in_ = a["support_vectors"].shape[1]
+        obj.arrays_ = a
+        return obj
+
+    def _check_X(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "arrays_")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must have shape (n_samples, {self.n_features_in_}), got {X.shape}")
+        return X
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Decision values: (n_samples,) for two classes (positive -> ``classes_[1]``), else
+        the one-vs-one values (n_samples, k(k-1)/2)."""
+        X = self._check_X(X)
+        if self.svc_ is not None:
+            Xs = self.scaler_.transform(X) if self.scaler_ is not None else X
+            return self.svc_.decision_function(Xs)
+        dec = _rbf_ovo_decision(X, self.arrays_)
+        return -dec[:, 0] if len(self.classes_) == 2 else dec
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Labels (n_samples,) from ``classes_``: libsvm's one-vs-one vote (ties -> lower index)."""
+        X = self._check_X(X)
+        if self.svc_ is not None:
+            Xs = self.scaler_.transform(X) if self.scaler_ is not None else X
+            return self.svc_.predict(Xs)
+        dec = _rbf_ovo_decision(X, self.arrays_)
+        k = len(self.classes_)
+        votes = np.zeros((X.shape[0], k), dtype=np.int64)
+        p = 0
+        for i in range(k):
+            for j in range(i + 1, k):
+                wins_i = dec[:, p] > 0
+                votes[:, i] += wins_i
+                votes[:, j] += ~wins_i
+                p += 1
+        return self.classes_[np.argmax(votes, axis=1)]

@@ -1,0 +1,299 @@
+"""Subject-level k-fold cross-validation with a model per fold and the majority vote.
+
+Gehlot et al. 2020 section 4.3: one model per validation fold (7 folds, subject-level), each
+evaluated on its validation fold and on the held-out test set, the final test prediction being the
+mode of the fold models' labels (eq. 11). Each recipe "arm" is trained per fold: a plain model, an
+auxiliary-SVM arm on another arm's trained CNN (SDCT-AuxNet-theta, section 3.4), or a fusion of
+two trained arms (LeukoNet Stage-3).
+
+The run folder is the interface: ``config.yaml``, ``index.csv``, ``folds.csv``, and per arm and
+fold ``arms/<arm>/fold_<k>/`` with ``best.safetensors``, ``history.csv``, ``predictions.csv`` and
+``fold.json`` (written last: the fold is complete). Completed folds are never recomputed, so an
+interrupted run resumes where it stopped, and folds run as separate processes (``folds=[k]``)
+merge by running the aggregation once all are done.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from blastscope.config import ArmConfig, RunConfig, config_to_dict, read_config, save_config
+from blastscope.data.cache import ImageCache
+from blastscope.data.index import read_index_csv, validate_index, write_index_csv
+from blastscope.data.preprocess import Preprocess
+from blastscope.engine.atomic import atomic_write_json, atomic_write_text
+from blastscope.engine.checkpoint import load_weights
+from blastscope.engine.inference import predict_arrays
+from blastscope.engine.progress import ProgressFactory, no_progress
+from blastscope.engine.trainer import fit
+from blastscope.evaluation.splits import assign_folds, check_no_leakage
+from blastscope.models import create_model, model_info
+from blastscope.transforms.factory import build_transform
+
+__all__ = ["CVPlan", "plan_cv", "run_cv", "build_arm_model", "RunFolderError"]
+
+logger = logging.getLogger(__name__)
+HELD_OUT = ("validation", "test")
+
+
+class RunFolderError(ValueError):
+    """A run folder that does not match the requested run (different config, data or folds)."""
+
+
+@dataclass
+class CVPlan:
+    """What a cross-validation run works on: the index with folds, class ids and held-out sets."""
+
+    config: RunConfig
+    index: pd.DataFrame  # train rows first (with ``fold``), then held-out rows
+    y: np.ndarray
+    train_rows: np.ndarray
+    held_out: dict[str, np.ndarray]
+    image_level: bool
+
+
+def _select(index: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    labelled = index[index["label"].str.len() > 0].copy()
+    unknown = sorted(set(labelled["label"]) - set(config.data.classes))
+    if unknown:
+        raise ValueError(
+            f"the data has labels {unknown} that are not among the recipe's classes {list(config.data.classes)}; "
+            "set data.classes (e.g. --set 'data.classes=[a,b,c]') or map folders with data.class_map"
+        )
+    return labelled
+
+
+def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
+    """Validate the index and assign the cross-validation folds of the training rows."""
+    data = config.data
+    index = validate_index(_select(index, config), grouping=data.grouping)
+    is_train = ~index["split"].isin(HELD_OUT)
+    train = index[is_train].copy().reset_index(drop=True)
+    counts = train["label"].value_counts()
+    missing = [c for c in data.classes if counts.get(c, 0) == 0]
+    if missing:
+        raise ValueError(f"the training data has no images of class(es) {missing}")
+    train["fold"] = assign_folds(train, data.folds, seed=config.train.seed, mode=data.fold_mode)
+    n_folds = int(train["fold"].max()) + 1
+    for k in range(n_folds):
+        present = set(train.loc[train["fold"] == k, "label"])
+        if present != set(data.classes):
+            logger.warning("validation fold %d lacks class(es) %s", k, sorted(set(data.classes) - present))
+    if data.fold_mode != "image":
+        check_no_leakage(train["fold"].to_numpy(), train["subject_id"].to_numpy())
+    held = index[~is_train].copy()
+    held["fold"] = -1
+    full = pd.concat([train, held], ignore_index=True)
+    full.attrs["grouping"] = data.grouping
+    if data.fold_mode != "image" and len(held):
+        overlap = set(train["subject_id"]) & set(held["subject_id"])
+        if overlap:
+            raise ValueError(f"subjects appear in both training and held-out data: {sorted(overlap)[:10]}")
+    y = full["label"].map({c: i for i, c in enumerate(data.classes)}).to_numpy(np.int64)
+    return CVPlan(
+        config=config,
+        index=full,
+        y=y,
+        train_rows=np.arange(len(train)),
+        held_out={s: np.flatnonzero(full["split"].to_numpy() == s) for s in HELD_OUT if (full["split"] == s).any()},
+        image_level=data.grouping == "image" or data.fold_mode == "image",
+    )
+
+
+def _check_or_write_run_files(run_dir: Path, plan: CVPlan) -> None:
+    config_path, folds_path = run_dir / "config.yaml", run_dir / "folds.csv"
+    folds = plan.index[["path", "subject_id", "label", "split", "fold"]]
+    if config_path.exists():
+        existing = config_to_dict(read_config(config_path))
+        if existing != config_to_dict(plan.config):
+            raise RunFolderError(f"{run_dir} holds a run with a different configuration; use a new --out folder")
+        old = pd.read_csv(folds_path, keep_default_na=False, dtype={"subject_id": str, "label": str})
+        if old["path"].tolist() != folds["path"].tolist() or old["fold"].tolist() != folds["fold"].tolist():
+            raise RunFolderError(f"{run_dir} was run on other data or other folds; use a new --out folder")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_index_csv(plan.index, run_dir / "index.csv")
+    atomic_write_text(folds_path, folds.to_csv(index=False))
+    atomic_write_json(run_dir / "run.json", {
+        "recipe": plan.config.recipe, "paper": plan.config.paper, "class_names": list(plan.config.data.classes),
+        "positive": plan.config.data.positive, "grouping": plan.config.data.grouping,
+        "fold_mode": plan.config.data.fold_mode, "image_level": plan.image_level,
+        "n_folds": int(plan.index["fold"].max()) + 1, "arms": [a.name for a in plan.config.arms],
+    })
+    save_config(plan.config, config_path)
+
+
+def build_arm_model(arm: ArmConfig, num_classes: int, stain_matrix: np.ndarray | None = None,
+                    sub_models: dict[str, nn.Module] | None = None) -> nn.Module:
+    """Instantiate an arm's model; ``stain_matrix`` goes to entrypoints that take one."""
+    kwargs = dict(arm.kwargs)
+    params = inspect.signature(model_info(arm.model).fn).parameters
+    if stain_matrix is not None and "stain_matrix" in params and "stain_matrix" not in kwargs:
+        kwargs["stain_matrix"] = stain_matrix
+    if arm.fuse:
+        kwargs["first"], kwargs["second"] = (sub_models or {})[arm.fuse[0]], (sub_models or {})[arm.fuse[1]]
+    return create_model(arm.model, num_classes=num_classes, **kwargs)
+
+
+def _reference_stain(images: np.ndarray) -> np.ndarray | None:
+    """Macenko estimate from one reference training cell (the released code uses one cell)."""
+    from blastscope.ops.stain import macenko_stain_matrix
+
+    try:
+        return macenko_stain_matrix(np.asarray(images[0]))
+    except ValueError as e:
+        logger.warning("Macenko stain estimate failed on the reference cell (%s); using the default matrix", e)
+        return None
+
+
+def _prediction_frame(plan: CVPlan, rows: np.ndarray, logp: np.ndarray, set_name: str) -> pd.DataFrame:
+    classes = plan.config.data.classes
+    proba = np.exp(logp)
+    frame = pd.DataFrame({
+        "set": set_name,
+        "path": plan.index["path"].to_numpy()[rows],
+        "subject_id": plan.index["subject_id"].to_numpy()[rows],
+        "label": plan.index["label"].to_numpy()[rows],
+        "y": plan.y[rows],
+        "pred": proba.argmax(1),
+    })
+    for i, c in enumerate(classes):
+        frame[f"p_{c}"] = proba[:, i]
+    frame["answered_by"] = "cnn"
+    return frame
+
+
+def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[str, np.ndarray],
+             trained: dict[str, nn.Module], progress: ProgressFactory) -> tuple[nn.Module, dict]:
+    cfg, data = plan.config, plan.config.data
+    fold = plan.index["fold"].to_numpy()
+    train_rows, val_rows = np.flatnonzero((fold >= 0) & (fold != k)), np.flatnonzero(fold == k)
+    train_images = arrays["all"][train_rows]
+    stain = _reference_stain(train_images) if "stain_matrix" in inspect.signature(model_info(arm.model).fn).parameters else None
+    model = build_arm_model(arm, len(data.classes), stain, trained)
+    augment_mask = None
+    if data.augment_minority_only:
+        counts = np.bincount(plan.y[train_rows], minlength=len(data.classes))
+        augment_mask = plan.y[train_rows] == int(np.argmin(counts))
+    result = fit(model, train_images, plan.y[train_rows], arrays["all"][val_rows], plan.y[val_rows], cfg.train, arm_dir,
+                 transform=build_transform(data.augment), balance=data.balance, augment_mask=augment_mask,
+                 progress=progress, desc=f"{arm.name} fold {k + 1}")
+    info = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "train_seconds": result.seconds,
+            "n_train": int(len(train_rows)), "n_val": int(len(val_rows)),
+            "stain_matrix": stain.tolist() if stain is not None else None}
+    return model, info
+
+
+def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[str, np.ndarray], cnn: nn.Module,
+             progress: ProgressFactory) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict]:
+    """Fit the SVM on spectral features of the training cells the CNN classifies correctly (eq. 3)."""
+    from safetensors.numpy import save_file
+
+    from blastscope.engine.atomic import atomic_write
+    from blastscope.estimators.svm_head import SpectralSVM
+
+    aux = arm.aux
+    fold = plan.index["fold"].to_numpy()
+    train_rows = np.flatnonzero((fold >= 0) & (fold != k))
+    bs = plan.config.train.eval_batch_size
+    logp, feats = predict_arrays(cnn, arrays["all"][train_rows], bs, spectral=True, progress=progress, desc=f"{arm.name} features")
+    correct = logp.argmax(1) == plan.y[train_rows]
+    info: dict = {"svm_train_cells": int(correct.sum()), "cnn_train_accuracy": float(correct.mean())}
+    svm: SpectralSVM | None = SpectralSVM(C=aux.C, gamma=aux.gamma, standardize=aux.standardize)
+    try:
+        svm.fit(feats[correct], plan.y[train_rows][correct])
+        arrays_out = {k_: np.ascontiguousarray(v) for k_, v in svm.to_arrays().items()}
+        atomic_write(arm_dir / "svm.safetensors", lambda p: save_file(arrays_out, str(p)))
+        info["aux_fallback"] = False
+    except ValueError as e:
+        # The CNN got every training cell of some class wrong: an SVM cannot be fit on one class.
+        # Fallback (documented): the CNN answers every cell, as with theta = 0.
+        logger.warning("fold %d: auxiliary SVM not fitted (%s); the CNN answers every cell", k + 1, e)
+        svm, info["aux_fallback"] = None, True
+    outputs = {}
+    sets = {"val": np.flatnonzero(fold == k), **plan.held_out}
+    for name, rows in sets.items():
+        lp, f = predict_arrays(cnn, arrays["all"][rows], bs, spectral=True)
+        svm_pred = svm.predict(f).astype(np.int64) if svm is not None and len(rows) else lp.argmax(1)
+        outputs[name] = (rows, lp, svm_pred)
+    return outputs, info
+
+
+def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[int] | None = None,
+           cache_dir: Path | None = None, progress: ProgressFactory = no_progress) -> CVPlan:
+    """Train and evaluate every arm on every (or the given) fold; returns the plan.
+
+    Aggregation into ``metrics.json`` is :func:`blastscope.evaluation.aggregate.aggregate_run`.
+    """
+    from blastscope.estimators.theta_rule import theta_combine
+
+    run_dir = Path(run_dir)
+    plan = plan_cv(config, index)
+    _check_or_write_run_files(run_dir, plan)
+    n_folds = int(plan.index["fold"].max()) + 1
+    todo = list(range(n_folds)) if folds is None else folds
+    bad = [k for k in todo if not 0 <= k < n_folds]
+    if bad:
+        raise ValueError(f"fold numbers must be in 1..{n_folds}, got {[k + 1 for k in bad]}")
+    data = config.data
+    preprocess = Preprocess(canvas=data.canvas, resize=data.resize)
+    cache = ImageCache(cache_dir or run_dir / "cache")
+    paths = plan.index["path"].tolist()
+    with progress(total=len(paths), desc="decode + cache images") as bar:
+        arrays = {"all": cache.array(paths, preprocess, progress=bar.update)}
+    torch.manual_seed(config.train.seed)
+    for k in todo:
+        trained: dict[str, nn.Module] = {}
+        for arm in config.arms:
+            arm_dir = run_dir / "arms" / arm.name / f"fold_{k}"
+            done = arm_dir / "fold.json"
+            if arm.aux is not None:
+                cnn = trained.get(arm.source) or _load_trained(plan, run_dir, arm.source, k, trained)
+                if done.exists():
+                    continue
+                outputs, info = _aux_arm(plan, arm, k, arm_dir, arrays, cnn, progress)
+                frames = []
+                for name, (rows, lp, svm_pred) in outputs.items():
+                    frame = _prediction_frame(plan, rows, lp, name)
+                    pred, source = theta_combine(np.exp(lp), svm_pred, arm.aux.theta)
+                    frame["pred"], frame["answered_by"], frame["svm_pred"] = pred, source, svm_pred
+                    frames.append(frame)
+                info["theta"] = arm.aux.theta
+            else:
+                if done.exists():
+                    continue
+                model, info = _fit_arm(plan, arm, k, arm_dir, arrays, trained, progress)
+                trained[arm.name] = model
+                fold = plan.index["fold"].to_numpy()
+                frames = []
+                for name, rows in {"val": np.flatnonzero(fold == k), **plan.held_out}.items():
+                    lp, _ = predict_arrays(model, arrays["all"][rows], config.train.eval_batch_size)
+                    frames.append(_prediction_frame(plan, rows, lp, name))
+            predictions = pd.concat(frames, ignore_index=True)
+            predictions.insert(0, "fold", k)
+            predictions.insert(0, "arm", arm.name)
+            atomic_write_text(arm_dir / "predictions.csv", predictions.to_csv(index=False))
+            atomic_write_json(done, {"arm": arm.name, "fold": k, **info})
+            logger.info("%s fold %d done", arm.name, k + 1)
+    return plan
+
+
+def _load_trained(plan: CVPlan, run_dir: Path, arm_name: str, k: int, trained: dict[str, nn.Module]) -> nn.Module:
+    arm = next(a for a in plan.config.arms if a.name == arm_name)
+    if arm.source is not None and arm.model is None:
+        return _load_trained(plan, run_dir, arm.source, k, trained)
+    subs = {name: _load_trained(plan, run_dir, name, k, trained) for name in arm.fuse}
+    model = build_arm_model(arm, len(plan.config.data.classes), None, subs)
+    arm_dir = run_dir / "arms" / arm_name / f"fold_{k}"
+    load_weights(model, arm_dir / "best.safetensors")
+    model.eval()
+    trained[arm_name] = model
+    return model

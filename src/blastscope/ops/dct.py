@@ -1,0 +1,110 @@
+"""Orthonormal 2-D DCT-II as matrix products, its log normalisations and LeukoNet's energy mask.
+
+The DCT is written as ``T_H @ x @ T_W^T`` with precomputable DCT-II matrices (as the released
+SDCT-AuxNet-theta code does with a 350 x 350 matrix): matrix products export to ONNX and
+TorchScript, ``torch.fft`` does not.
+
+References:
+    Gehlot et al. 2020 (SDCT-AuxNet-theta), section 3.3, equation 1: ``D = log10(1 + |DCT(Z)|)``;
+    the released code uses the signed form ``sign(DCT) * log10(1 + |DCT|)``.
+    Mourya et al. 2018 (LeukoNet), section 4: DCT with an energy threshold of 95 %.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["dct_matrix", "dct2", "log_magnitude", "energy_threshold_mask"]
+
+
+def dct_matrix(n: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+    """Orthonormal DCT-II matrix ``T`` (n x n): ``T[k, i] = a_k cos(pi (2i + 1) k / (2n))``.
+
+    ``a_0 = sqrt(1/n)``, ``a_k = sqrt(2/n)`` otherwise, so ``T @ T.T = I`` and ``T @ v`` equals
+    ``scipy.fft.dct(v, type=2, norm="ortho")``. Computed in float64, then cast to ``dtype``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got n={n}")
+    k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+    i = torch.arange(n, dtype=torch.float64).unsqueeze(0)
+    t = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+    t[0] = math.sqrt(1.0 / n)
+    return t.to(dtype=dtype, device=device)
+
+
+def dct2(x: Tensor, t_h: Tensor | None = None, t_w: Tensor | None = None) -> Tensor:
+    """Orthonormal 2-D DCT-II over the last two dimensions: ``T_H @ x @ T_W^T``.
+
+    Args:
+        x: float tensor ``... x H x W`` (any leading batch/channel dimensions).
+        t_h, t_w: optional precomputed :func:`dct_matrix` of sizes H and W (built when omitted).
+
+    Returns:
+        Tensor of ``x``'s shape; equals ``scipy.fft.dctn(x, axes=(-2, -1), norm="ortho")``.
+    """
+    if x.dim() < 2:
+        raise ValueError(f"x must have at least 2 dimensions, got shape={tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if t_h is None:
+        t_h = dct_matrix(h, x.dtype, x.device)
+    if t_w is None:
+        t_w = dct_matrix(w, x.dtype, x.device)
+    if t_h.shape != (h, h) or t_w.shape != (w, w):
+        raise ValueError(
+            f"DCT matrices must be {h}x{h} and {w}x{w} for input {h}x{w}, "
+            f"got t_h={tuple(t_h.shape)} t_w={tuple(t_w.shape)}"
+        )
+    return t_h @ x @ t_w.transpose(0, 1)
+
+
+def log_magnitude(d: Tensor, signed: bool) -> Tensor:
+    """``log10(1 + |d|)`` (SDCT paper, eq. 1) or ``sign(d) * log10(1 + |d|)`` (released code).
+
+    Both are 0 at 0 and finite everywhere; the unsigned form is >= 0, the signed form keeps the
+    sign of the coefficient and is odd.
+    """
+    magnitude = torch.log1p(d.abs()) / math.log(10.0)
+    return torch.sign(d) * magnitude if signed else magnitude
+
+
+@torch.no_grad()
+def energy_threshold_mask(d: Tensor, energy: float = 0.95) -> Tensor:
+    """Fewest coefficients holding at least ``energy`` of each map's energy (LeukoNet, sec. 4).
+
+    Per map (every index of the leading dimensions, i.e. per image and channel) the squared
+    magnitudes over the last two dimensions are sorted in descending order and the smallest
+    ``k`` is kept such that the cumulative sum of the ``k`` largest is ``>= energy * total``.
+    Sums are accumulated in float64 and ``total`` is the last cumulative sum, so ``energy=1``
+    keeps exactly the non-zero coefficients.
+
+    Ties: exactly ``k`` coefficients are kept; among equal magnitudes at the cut those earlier
+    in row-major order are kept (the result of a stable descending sort, computed without one
+    so that it exports to ONNX). A map with zero total energy keeps nothing.
+
+    Args:
+        d: real tensor ``... x H x W`` (DCT coefficients).
+        energy: fraction in (0, 1].
+
+    Returns:
+        bool tensor of ``d``'s shape, True where a coefficient is kept.
+    """
+    if not 0.0 < energy <= 1.0:
+        raise ValueError(f"energy must be in (0, 1], got energy={energy}")
+    if d.dim() < 2:
+        raise ValueError(f"d must have at least 2 dimensions, got shape={tuple(d.shape)}")
+    flat = d.detach().flatten(-2).to(torch.float64).square()
+    sorted_e = torch.sort(flat, dim=-1, descending=True).values
+    cumulative = torch.cumsum(sorted_e, dim=-1)
+    total = cumulative[..., -1:]
+    k = (cumulative < energy * total).sum(dim=-1, keepdim=True) + 1
+    k = torch.where(total > 0, k, torch.zeros_like(k))
+    # Ties at the cut are resolved in row-major order without relying on a stable sort (which
+    # does not export to ONNX): keep everything above the k-th value, then the first equal ones.
+    kth = sorted_e.gather(-1, (k - 1).clamp_min(0))
+    above = flat > kth
+    equal = flat == kth
+    room = k - above.sum(dim=-1, keepdim=True)
+    mask = above | (equal & (torch.cumsum(equal.to(torch.int64), dim=-1) <= room))
+    return (mask & (k > 0)).reshape(d.shape)

@@ -1,0 +1,35 @@
+"""Training transforms by the name a recipe uses (``data.augment``)."""
+from __future__ import annotations
+
+from typing import Callable
+
+__all__ = ["build_transform", "TRANSFORMS"]
+
+
+def _sdct():
+    from blastscope.transforms.sdct_augment import sdct_train_transform
+
+    return sdct_train_transform()
+
+
+def _spike():
+    from blastscope.transforms.spike_augment import spike_train_transform
+
+    return spike_train_transform()
+
+
+def _leukemianet():
+    from blastscope.transforms.conventional import leukemianet_conventional_transform
+
+    return leukemianet_conventional_transform()
+
+
+TRANSFORMS: dict[str, Callable] = {"sdct": _sdct, "spike": _spike, "leukemianet": _leukemianet, "none": lambda: None}
+
+
+def build_transform(name: str):
+    """The training transform named ``name`` (``none`` -> ``None``)."""
+    try:
+        return TRANSFORMS[name]()
+    except KeyError:
+        raise ValueError(f"unknown augmentation {name!r}; known: {', '.join(TRANSFORMS)}") from None
