@@ -128,6 +128,8 @@ class ArmConfig:
     source: str | None = None
     aux: AuxConfig | None = None
     fuse: tuple[str, ...] = ()
+    input: str = "rgb"
+    input_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

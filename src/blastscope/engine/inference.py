@@ -1,6 +1,8 @@
 """Batched forward passes over cached image arrays: log-probabilities and spectral features."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -13,10 +15,12 @@ __all__ = ["predict_arrays"]
 
 @torch.inference_mode()
 def predict_arrays(model: nn.Module, images: np.ndarray, batch_size: int = 64, spectral: bool = False,
-                   progress: ProgressFactory = no_progress, desc: str = "predict") -> tuple[np.ndarray, np.ndarray | None]:
+                   progress: ProgressFactory = no_progress, desc: str = "predict",
+                   input_fn: Callable[[torch.Tensor], torch.Tensor] = to_model_input) -> tuple[np.ndarray, np.ndarray | None]:
     """Return (log-probabilities N x K, spectral-averaged features N x P or None).
 
-    images: N x H x W x 3 uint8. Spectral features are the mean over feature maps at each
+    images: N x H x W x 3 uint8; ``input_fn`` turns a uint8 batch into the model's input.
+    Spectral features are the mean over feature maps at each
     position of ``model.forward_features`` (Gehlot et al. 2020 section 3.4).
     """
     from blastscope.layers.spectral_average import SpectralAverage
@@ -27,7 +31,7 @@ def predict_arrays(model: nn.Module, images: np.ndarray, batch_size: int = 64, s
     logps, feats = [], []
     with progress(total=len(images), desc=desc, leave=False) as bar:
         for start in range(0, len(images), batch_size):
-            x = to_model_input(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])))
+            x = input_fn(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])))
             maps = model.forward_features(x)
             logps.append(torch.log_softmax(model.forward_head(maps), dim=1).numpy())
             if spectral:

@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -95,6 +95,7 @@ def fit(
     augment_mask: np.ndarray | None = None,
     progress: ProgressFactory = no_progress,
     desc: str = "train",
+    input_fn: Callable[[torch.Tensor], torch.Tensor] = to_model_input,
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best weights (by validation accuracy).
 
@@ -138,18 +139,18 @@ def fit(
             for b, (x, y) in enumerate(loader):
                 if b >= n_batches:
                     break
-                x = to_model_input(x)
+                x = input_fn(x)
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                loss_sum += float(loss) * len(y)
+                loss_sum += loss.item() * len(y)
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
                 bar.update(1)
                 bar.set_postfix_str(f"loss {loss_sum / seen:.3f}")
-        val_logp, _ = predict_arrays(model, val_images, cfg.eval_batch_size)
+        val_logp, _ = predict_arrays(model, val_images, cfg.eval_batch_size, input_fn=input_fn)
         val_labels_arr = np.asarray(val_labels)
         val_loss = float(-val_logp[np.arange(len(val_labels_arr)), val_labels_arr].mean()) if len(val_labels_arr) else float("nan")
         val_acc = float((val_logp.argmax(1) == val_labels_arr).mean()) if len(val_labels_arr) else float("nan")

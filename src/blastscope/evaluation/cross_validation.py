@@ -32,6 +32,7 @@ from blastscope.data.preprocess import Preprocess
 from blastscope.engine.atomic import atomic_write_json, atomic_write_text
 from blastscope.engine.checkpoint import load_weights
 from blastscope.engine.inference import predict_arrays
+from blastscope.engine.inputs import ModelInput, build_input
 from blastscope.engine.progress import ProgressFactory, no_progress
 from blastscope.engine.trainer import fit
 from blastscope.evaluation.splits import assign_folds, check_no_leakage
@@ -178,22 +179,42 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     train_rows, val_rows = np.flatnonzero((fold >= 0) & (fold != k)), np.flatnonzero(fold == k)
     train_images = arrays["all"][train_rows]
     stain = _reference_stain(train_images) if "stain_matrix" in inspect.signature(model_info(arm.model).fn).parameters else None
-    model = build_arm_model(arm, len(data.classes), stain, trained)
+    model = build_arm_model(arm, len(data.classes), stain, {n: m for n, (m, _) in trained.items()})
+    model_input = _fitted_input(arm, arm_dir, train_images)
     augment_mask = None
     if data.augment_minority_only:
         counts = np.bincount(plan.y[train_rows], minlength=len(data.classes))
         augment_mask = plan.y[train_rows] == int(np.argmin(counts))
     result = fit(model, train_images, plan.y[train_rows], arrays["all"][val_rows], plan.y[val_rows], cfg.train, arm_dir,
-                 transform=build_transform(data.augment), balance=data.balance, augment_mask=augment_mask,
-                 progress=progress, desc=f"{arm.name} fold {k + 1}")
+                 transform=build_transform(data.augment, train_images), balance=data.balance, augment_mask=augment_mask,
+                 progress=progress, desc=f"{arm.name} fold {k + 1}", input_fn=model_input)
     info = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "train_seconds": result.seconds,
             "n_train": int(len(train_rows)), "n_val": int(len(val_rows)),
             "stain_matrix": stain.tolist() if stain is not None else None}
-    return model, info
+    return (model, model_input), info
 
 
-def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[str, np.ndarray], cnn: nn.Module,
-             progress: ProgressFactory) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict]:
+def _fitted_input(arm: ArmConfig, arm_dir: Path, train_images: np.ndarray | None) -> ModelInput:
+    """The arm's model input, fitted on the fold's training images (or loaded once fitted)."""
+    from safetensors.numpy import load_file, save_file
+
+    from blastscope.engine.atomic import atomic_write
+
+    model_input = build_input(arm.input, **arm.input_kwargs)
+    stored = arm_dir / "input.safetensors"
+    if stored.exists():
+        return model_input.load_arrays(load_file(str(stored)))
+    if train_images is None:
+        return model_input
+    model_input.fit(train_images)
+    arrays = model_input.to_arrays()
+    if arrays:
+        atomic_write(stored, lambda p: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(p)))
+    return model_input
+
+
+def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[str, np.ndarray],
+             trained: tuple[nn.Module, ModelInput], progress: ProgressFactory) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict]:
     """Fit the SVM on spectral features of the training cells the CNN classifies correctly (eq. 3)."""
     from safetensors.numpy import save_file
 
@@ -201,10 +222,12 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     from blastscope.estimators.svm_head import SpectralSVM
 
     aux = arm.aux
+    cnn, model_input = trained
     fold = plan.index["fold"].to_numpy()
     train_rows = np.flatnonzero((fold >= 0) & (fold != k))
     bs = plan.config.train.eval_batch_size
-    logp, feats = predict_arrays(cnn, arrays["all"][train_rows], bs, spectral=True, progress=progress, desc=f"{arm.name} features")
+    logp, feats = predict_arrays(cnn, arrays["all"][train_rows], bs, spectral=True, progress=progress,
+                                 desc=f"{arm.name} features", input_fn=model_input)
     correct = logp.argmax(1) == plan.y[train_rows]
     info: dict = {"svm_train_cells": int(correct.sum()), "cnn_train_accuracy": float(correct.mean())}
     svm: SpectralSVM | None = SpectralSVM(C=aux.C, gamma=aux.gamma, standardize=aux.standardize)
@@ -221,7 +244,7 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     outputs = {}
     sets = {"val": np.flatnonzero(fold == k), **plan.held_out}
     for name, rows in sets.items():
-        lp, f = predict_arrays(cnn, arrays["all"][rows], bs, spectral=True)
+        lp, f = predict_arrays(cnn, arrays["all"][rows], bs, spectral=True, input_fn=model_input)
         svm_pred = svm.predict(f).astype(np.int64) if svm is not None and len(rows) else lp.argmax(1)
         outputs[name] = (rows, lp, svm_pred)
     return outputs, info
@@ -251,15 +274,16 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
         arrays = {"all": cache.array(paths, preprocess, progress=bar.update)}
     torch.manual_seed(config.train.seed)
     for k in todo:
-        trained: dict[str, nn.Module] = {}
+        trained: dict[str, tuple[nn.Module, ModelInput]] = {}
         for arm in config.arms:
             arm_dir = run_dir / "arms" / arm.name / f"fold_{k}"
             done = arm_dir / "fold.json"
             if arm.aux is not None:
-                cnn = trained.get(arm.source) or _load_trained(plan, run_dir, arm.source, k, trained)
+                cnn = _load_trained(plan, run_dir, arm.source, k, trained)
                 if done.exists():
                     continue
                 outputs, info = _aux_arm(plan, arm, k, arm_dir, arrays, cnn, progress)
+                info["source"] = arm.source
                 frames = []
                 for name, (rows, lp, svm_pred) in outputs.items():
                     frame = _prediction_frame(plan, rows, lp, name)
@@ -270,12 +294,14 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
             else:
                 if done.exists():
                     continue
-                model, info = _fit_arm(plan, arm, k, arm_dir, arrays, trained, progress)
-                trained[arm.name] = model
+                for name in arm.fuse:  # fusion reuses the fold's trained arms, never retrains them
+                    _load_trained(plan, run_dir, name, k, trained)
+                (model, model_input), info = _fit_arm(plan, arm, k, arm_dir, arrays, trained, progress)
+                trained[arm.name] = (model, model_input)
                 fold = plan.index["fold"].to_numpy()
                 frames = []
                 for name, rows in {"val": np.flatnonzero(fold == k), **plan.held_out}.items():
-                    lp, _ = predict_arrays(model, arrays["all"][rows], config.train.eval_batch_size)
+                    lp, _ = predict_arrays(model, arrays["all"][rows], config.train.eval_batch_size, input_fn=model_input)
                     frames.append(_prediction_frame(plan, rows, lp, name))
             predictions = pd.concat(frames, ignore_index=True)
             predictions.insert(0, "fold", k)
@@ -286,14 +312,18 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
     return plan
 
 
-def _load_trained(plan: CVPlan, run_dir: Path, arm_name: str, k: int, trained: dict[str, nn.Module]) -> nn.Module:
+def _load_trained(plan: CVPlan, run_dir: Path, arm_name: str, k: int,
+                  trained: dict[str, tuple[nn.Module, ModelInput]]) -> tuple[nn.Module, ModelInput]:
+    """The trained model (and fitted input) of ``arm_name`` in fold ``k``, loaded from the run folder."""
+    if arm_name in trained:
+        return trained[arm_name]
     arm = next(a for a in plan.config.arms if a.name == arm_name)
     if arm.source is not None and arm.model is None:
         return _load_trained(plan, run_dir, arm.source, k, trained)
-    subs = {name: _load_trained(plan, run_dir, name, k, trained) for name in arm.fuse}
+    subs = {name: _load_trained(plan, run_dir, name, k, trained)[0] for name in arm.fuse}
     model = build_arm_model(arm, len(plan.config.data.classes), None, subs)
     arm_dir = run_dir / "arms" / arm_name / f"fold_{k}"
     load_weights(model, arm_dir / "best.safetensors")
     model.eval()
-    trained[arm_name] = model
-    return model
+    trained[arm_name] = (model, _fitted_input(arm, arm_dir, None))
+    return trained[arm_name]

@@ -27,9 +27,18 @@ def _leukemianet():
 TRANSFORMS: dict[str, Callable] = {"sdct": _sdct, "spike": _spike, "leukemianet": _leukemianet, "none": lambda: None}
 
 
-def build_transform(name: str):
-    """The training transform named ``name`` (``none`` -> ``None``)."""
+def build_transform(name: str, train_images=None):
+    """The training transform named ``name`` (``none`` -> ``None``).
+
+    A transform with a ``fit`` method (fitted on the training set, e.g. PCA colour augmentation)
+    is fitted on ``train_images`` (N x H x W x 3 uint8, the fold's unaugmented training images).
+    """
     try:
-        return TRANSFORMS[name]()
+        transform = TRANSFORMS[name]()
     except KeyError:
         raise ValueError(f"unknown augmentation {name!r}; known: {', '.join(TRANSFORMS)}") from None
+    if transform is not None and hasattr(transform, "fit"):
+        if train_images is None:
+            raise ValueError(f"augmentation {name!r} must be fitted on the training images")
+        transform.fit(train_images)
+    return transform

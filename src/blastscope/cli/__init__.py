@@ -1,0 +1,55 @@
+"""The ``blastscope`` command line. Only the CLI configures logging and draws progress bars.
+
+Each command group lives in its own module of this package and registers itself on ``main``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from blastscope import __version__
+
+logger = logging.getLogger("blastscope")
+
+
+@contextmanager
+def _bar(total: int | None = None, desc: str = "", leave: bool = True, **_: object):
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, disable=None, file=sys.stderr) as bar:
+        yield bar
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="blastscope")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """blastscope: leukemia cell-image classification (SDCT-AuxNet-theta, LeukoNet, Spike-PCA-ResNet, LeukemiaNet)."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+
+def _register() -> None:
+    # Importing a command module registers its commands on ``main``.
+    from blastscope.cli import bench, bundle, data, report, serve, train  # noqa: F401
+
+
+_register()

@@ -1,0 +1,1 @@
+"""`blastscope bench` (filled in by the performance issue)."""

@@ -1,0 +1,1 @@
+"""`blastscope export` and `predict` (filled in by the bundle issue)."""

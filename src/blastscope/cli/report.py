@@ -1,0 +1,1 @@
+"""`blastscope report` and `compare` (filled in by the reports issue)."""

@@ -1,0 +1,1 @@
+"""`blastscope serve` (web service; optional extra)."""
