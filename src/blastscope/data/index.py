@@ -38,7 +38,7 @@ def make_index(rows: Iterable[dict]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows), columns=COLUMNS)
     defaults = {"label": "", "subject_id": "", "source": "", "split": "", "fold": -1}
     for column, value in defaults.items():
-        df[column] = df[column].fillna(value)
+        df[column] = df[column].astype(object).fillna(value)
     df["fold"] = df["fold"].astype(int)
     for column in ("path", "label", "subject_id", "source", "split"):
         df[column] = df[column].astype(str)
