@@ -9,6 +9,22 @@ for sensitivity, specificity and accuracy.
 Sets: ``val`` is each fold model on its own validation fold; pooled over folds it is the
 out-of-fold estimate (every training cell predicted once, by a model that never saw its subject).
 ``validation``/``test`` are held-out subjects, predicted by every fold model and by the vote.
+
+Every set also gets, for every class one-vs-rest (any number of classes), Wilson 95% CIs of
+sensitivity and specificity and the DeLong AUC of ``p_<class>`` (``per_class_ci``; for more than
+two classes their mean is ``macro_auc``, scikit-learn's one-vs-rest macro AUC).
+
+High-sensitivity operating point (Noshad & Fallahi 2021, section 2.4 and Table 5; the paper does not
+say how or where its cutoff was chosen): the positive class against the rest, ``p_<positive> >= t``.
+Per fold, ``t`` is the largest threshold reaching ``sensitivity_target`` on that fold model's own
+``val`` predictions (:func:`~blastscope.evaluation.operating_point.threshold_for_sensitivity`) and is
+applied unchanged to that model's held-out predictions. The majority vote has no probability of its
+own, so the vote's operating point thresholds the MEAN fold-model probability at one threshold chosen
+on the pooled out-of-fold ``val`` predictions (choice: it uses every training cell once, each predicted
+by a model that never trained on it, instead of an average of per-fold thresholds chosen on a quarter
+of the data each; the mean of the fold thresholds is recorded beside it). On ``val`` itself the
+threshold is fitted on the same predictions, so the target sensitivity is met by construction there.
+With more than two classes the operating point is binary: ``<positive>`` against ``not <positive>``.
 """
 from __future__ import annotations
 
@@ -23,6 +39,7 @@ from blastscope.engine.atomic import atomic_write_json, atomic_write_text
 from blastscope.estimators.theta_rule import contribution_counts, theta_sweep
 from blastscope.evaluation.ensemble import majority_vote
 from blastscope.evaluation.metrics import classification_report_table
+from blastscope.evaluation.operating_point import apply_threshold, threshold_for_sensitivity
 from blastscope.evaluation.statistics import delong_auc_ci, wilson_interval
 
 __all__ = ["summarise", "aggregate_run", "load_predictions", "IncompleteRunError"]
@@ -56,14 +73,85 @@ def summarise(frame: pd.DataFrame, class_names: list[str], positive: str) -> dic
             table["auc"] = delong_auc_ci(is_pos.astype(int), scores)
         else:
             table["auc"] = None
+    table["per_class_ci"] = _per_class_ci(y, pred, frame, class_names)
+    if len(class_names) > 2:
+        aucs = [c["auc"]["auc"] for c in table["per_class_ci"].values() if c["auc"]]
+        table["macro_auc"] = float(np.mean(aucs)) if len(aucs) == len(class_names) else None
     return table
+
+
+def _per_class_ci(y: np.ndarray, pred: np.ndarray, frame: pd.DataFrame, class_names: list[str]) -> dict:
+    """Per class, one-vs-rest: Wilson CIs of sensitivity and specificity, DeLong AUC of ``p_<class>`` (None if undefined)."""
+    out = {}
+    for i, name in enumerate(class_names):
+        member, hit = y == i, pred == i
+        auc = None
+        if member.any() and (~member).any() and f"p_{name}" in frame:
+            auc = delong_auc_ci(member.astype(int), frame[f"p_{name}"].to_numpy(float))
+        out[name] = {"sensitivity": _with_ci(int((hit & member).sum()), int(member.sum())),
+                     "specificity": _with_ci(int((~hit & ~member).sum()), int((~member).sum())), "auc": auc}
+    return out
+
+
+def _binary_names(classes: list[str], positive: str) -> list[str]:
+    return list(classes) if len(classes) == 2 else [f"not {positive}", positive]
+
+
+def _binary_view(frame: pd.DataFrame, classes: list[str], positive: str, threshold: float) -> pd.DataFrame:
+    """``frame`` decided by ``p_<positive> >= threshold``: y/pred/p columns over :func:`_binary_names`."""
+    pos, names = classes.index(positive), _binary_names(classes, positive)
+    score = frame[f"p_{positive}"].to_numpy(float)
+    is_pos, called = frame["y"].to_numpy(int) == pos, apply_threshold(score, threshold) == 1
+    pos_id = names.index(positive)
+    view = pd.DataFrame({"y": np.where(is_pos, pos_id, 1 - pos_id), "pred": np.where(called, pos_id, 1 - pos_id)})
+    view[f"p_{positive}"] = score
+    view[f"p_{names[1 - pos_id]}"] = 1.0 - score
+    return view
+
+
+def _threshold(frame: pd.DataFrame, classes: list[str], positive: str, target: float) -> float | None:
+    is_pos = frame["y"].to_numpy(int) == classes.index(positive)
+    if not is_pos.any():
+        return None
+    return threshold_for_sensitivity(is_pos.astype(int), frame[f"p_{positive}"].to_numpy(float), target)
+
+
+def _operating_point(a: pd.DataFrame, voted: dict[str, pd.DataFrame], classes: list[str], positive: str, target: float) -> dict:
+    """Thresholds chosen on validation predictions, applied unchanged to held-out ones (module docstring)."""
+    names = _binary_names(classes, positive)
+    out: dict = {"target_sensitivity": target, "positive": positive, "class_names": names, "folds": {},
+                 "pooled_val": None, "vote": {}}
+    pooled = []
+    for k, g in a.groupby("fold"):
+        t = _threshold(g[g["set"] == "val"], classes, positive, target)
+        entry: dict = {"threshold": t}
+        if t is not None:
+            for s, gs in g.groupby("set"):
+                view = _binary_view(gs, classes, positive, t)
+                entry[s] = summarise(view, names, positive)
+                if s == "val":
+                    pooled.append(view)
+        out["folds"][str(k)] = entry
+    if pooled:
+        out["pooled_val"] = summarise(pd.concat(pooled, ignore_index=True), names, positive)
+    fold_thresholds = [f["threshold"] for f in out["folds"].values() if f["threshold"] is not None]
+    out["mean_fold_threshold"] = float(np.mean(fold_thresholds)) if fold_thresholds else None
+    t_vote = _threshold(a[a["set"] == "val"], classes, positive, target)
+    out["vote_threshold"] = t_vote
+    if t_vote is not None:
+        for s, v in voted.items():
+            out["vote"][s] = summarise(_binary_view(v, classes, positive, t_vote), names, positive)
+    return out
 
 
 def load_predictions(run_dir: Path) -> pd.DataFrame:
     files = sorted(Path(run_dir).glob("arms/*/fold_*/predictions.csv"))
     if not files:
         raise IncompleteRunError(f"{run_dir}: no finished folds (arms/*/fold_*/predictions.csv)")
-    return pd.concat([pd.read_csv(f, keep_default_na=False, dtype={"subject_id": str, "label": str}) for f in files], ignore_index=True)
+    frame = pd.concat([pd.read_csv(f, keep_default_na=False, dtype={"subject_id": str, "label": str}) for f in files], ignore_index=True)
+    if "svm_pred" in frame.columns:  # only auxiliary-SVM arms have it; keep it integer with gaps
+        frame["svm_pred"] = pd.to_numeric(frame["svm_pred"], errors="coerce").astype("Int64")
+    return frame
 
 
 def _vote(frame: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
@@ -92,8 +180,12 @@ def _per_subject(frame: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def aggregate_run(run_dir: Path, require_complete: bool = True) -> dict:
-    """Compute ``metrics.json`` (and CSV tables) for a run folder; returns the metrics."""
+def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_target: float = 0.95) -> dict:
+    """Compute ``metrics.json`` (and CSV tables) for a run folder; returns the metrics.
+
+    ``sensitivity_target``: the sensitivity the high-sensitivity operating point must reach on
+    validation predictions (module docstring).
+    """
     run_dir = Path(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
     classes, positive = run["class_names"], run["positive"]
@@ -117,12 +209,15 @@ def aggregate_run(run_dir: Path, require_complete: bool = True) -> dict:
         val = a[a["set"] == "val"]
         entry["pooled_val"] = summarise(val, classes, positive)
         entry["per_subject"]["val"] = _per_subject(val)
+        voted_sets = {}
         for s, gs in a[a["set"] != "val"].groupby("set"):
             voted = _vote(gs, classes)
             voted.insert(0, "arm", arm)
             votes.append(voted)
+            voted_sets[s] = voted
             entry["vote"][s] = summarise(voted, classes, positive)
             entry["per_subject"][s] = _per_subject(voted)
+        entry["operating_point"] = _operating_point(a, voted_sets, classes, positive, sensitivity_target)
         entry.update(_aux_tables(a, classes))
         metrics["arms"][arm] = entry
         rows += _flat_rows(arm, entry)
