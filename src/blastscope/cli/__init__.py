@@ -29,7 +29,8 @@ def _bar(total: int | None = None, desc: str = "", leave: bool = True, **_: obje
 def _console():
     from rich.console import Console
 
-    return Console()
+    # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(message: str) -> None:
@@ -49,7 +50,7 @@ def main(verbose: int) -> None:
 
 def _register() -> None:
     # Importing a command module registers its commands on ``main``.
-    from blastscope.cli import bench, bundle, data, report, serve, train  # noqa: F401
+    from blastscope.cli import bench, bundle, data, expand, report, serve, train  # noqa: F401
 
 
 _register()

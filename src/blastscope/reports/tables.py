@@ -44,8 +44,8 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
     for s in sets:
         title = "validation folds (each model on its own fold; last column pooled out-of-fold)" if s == "val" else f"held-out '{s}' set"
         table = Table(title=f"{title}", title_justify="left")
-        table.add_column("metric")
-        table.add_column("architecture")
+        table.add_column("metric", no_wrap=True)
+        table.add_column("architecture", no_wrap=True)
         for k in range(n):
             table.add_column(f"Model{k + 1}", justify="right")
         table.add_column("Pooled" if s == "val" else "Majority vote", justify="right", style="bold")
@@ -78,3 +78,10 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
                 table.add_row(who.upper() if who != "total" else "total",
                               *[f"{per_fold[k][who]['correct']}/{per_fold[k][who]['answered']}" for k in sorted(per_fold, key=int)])
             console.print(table)
+    from blastscope.reports.paper_tables import print_paper_tables
+
+    print_paper_tables(metrics, console)  # LeukoNet Table 2 / LeukemiaNet Table 1 layouts for their recipes
+    if str(metrics.get("recipe", "")).startswith("spike"):
+        from blastscope.reports.spike_table import print_spike_tables
+
+        print_spike_tables(metrics, console)  # Spike-PCA-ResNet Table 5 layout with CIs and the operating point
