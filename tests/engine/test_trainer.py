@@ -9,7 +9,6 @@ import torch
 
 import blastscope.engine.trainer as trainer_mod
 from blastscope.config import TrainConfig
-from blastscope.engine.checkpoint import save_weights
 from blastscope.engine.trainer import fit
 from blastscope.models import create_model
 

@@ -4,12 +4,9 @@ Each command group lives in its own module of this package and registers itself 
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import click
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
