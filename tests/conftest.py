@@ -36,3 +36,30 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     write_synthetic_cnmc(out, SynthConfig(train_subjects=3, validation_subjects=1, test_subjects=1,
                                           cells_per_subject=(4, 5), folds=3, seed=0))
     return out
+
+
+# ---- reports / bundles / prediction (issue 7): one REAL tiny cross-validation per session --------
+TINY_RUN_OVERRIDES = ["train.epochs=2", "data.resize=64"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_synthetic, tmp_path_factory) -> Path:
+    """A finished, aggregated 3-fold ``sdct_auxnet`` run folder (quick profile, 2 epochs, 64 px cells)."""
+    from blastscope.config import resolve_config
+    from blastscope.data.readers import read_dataset
+    from blastscope.evaluation.aggregate import aggregate_run
+    from blastscope.evaluation.cross_validation import run_cv
+
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    config = resolve_config("sdct_auxnet", "quick", TINY_RUN_OVERRIDES)
+    run_cv(config, read_dataset(tiny_synthetic, layout="auto"), run_dir)
+    aggregate_run(run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run's last arm (sdct_auxnet) exported with ONNX models; tests must not modify it."""
+    from blastscope.inference.export import export_bundle
+
+    return export_bundle(tiny_run, tmp_path_factory.mktemp("bundles") / "tiny", onnx=True)

@@ -7,6 +7,7 @@ A recipe (YAML shipped in ``blastscope/recipes``) supplies defaults, a profile (
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
@@ -103,10 +104,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class AuxConfig:
-    """SDCT-AuxNet-theta auxiliary classifier (Gehlot et al. 2020 section 3.4)."""
+    """SDCT-AuxNet-theta auxiliary classifier (Gehlot et al. 2020 section 3.4).
+
+    ``gamma="scale"`` is scikit-learn's heuristic 1 / (n_features * Var(X)) on the SVM's
+    training features, for inputs other than the paper's (e.g. fewer spectral features).
+    """
 
     C: float = 10.0
-    gamma: float = 100.0
+    gamma: float | str = 100.0
     standardize: bool = False
     theta: float = 0.9
     sweep: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
@@ -114,13 +119,22 @@ class AuxConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.theta <= 1.0:
             raise ConfigError(f"aux.theta must be in [0, 1], got {self.theta}")
+        if not (self.gamma == "scale" or (isinstance(self.gamma, (int, float)) and self.gamma > 0)):
+            raise ConfigError(f"aux.gamma must be a positive number or 'scale', got {self.gamma!r}")
 
 
 @dataclass(frozen=True)
 class ArmConfig:
     """One model trained (or derived) per fold. ``source`` names another arm this one reuses:
     an ``aux`` arm adds the SVM to that arm's trained CNN; ``fuse`` lists arms whose trained
-    models a fusion model combines (LeukoNet Stage-3)."""
+    models a fusion model combines (LeukoNet Stage-3).
+
+    ``fuse_from`` (fusion arms only) maps some of the ``fuse`` names to OTHER run folders
+    (paths, relative to the working directory): the fold-k model of arm ``name`` in that folder
+    is loaded, never retrained. That folder must hold the same data, folds, classes and
+    preprocessing, and the name must not also be an arm of this recipe. Example (LeukoNet
+    "Stage-3C w/ aug" from a Stage-1 w/ aug run and a Stage-2C w/o aug run):
+    ``fuse: [stage1, stage2c], fuse_from: {stage1: runs/s1, stage2c: runs/s2c}``."""
 
     name: str
     model: str | None = None
@@ -130,6 +144,19 @@ class ArmConfig:
     fuse: tuple[str, ...] = ()
     input: str = "rgb"
     input_kwargs: dict[str, Any] = field(default_factory=dict)
+    fuse_from: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.fuse_from is None:
+            return
+        if not isinstance(self.fuse_from, dict):
+            raise ConfigError(f"arms[{self.name}].fuse_from must map arm names to run folders, got {self.fuse_from!r}")
+        unknown = sorted(set(self.fuse_from) - set(self.fuse))
+        if unknown:
+            raise ConfigError(f"arms[{self.name}].fuse_from names {unknown}, which are not in its fuse list {list(self.fuse)}")
+        bad = {k: v for k, v in self.fuse_from.items() if not isinstance(v, str) or not v.strip()}
+        if bad:
+            raise ConfigError(f"arms[{self.name}].fuse_from values must be run folder paths, got {bad}")
 
 
 @dataclass(frozen=True)
@@ -148,8 +175,15 @@ class RunConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"recipe {self.recipe!r} has duplicate arm names {names}")
         seen: set[str] = set()
+        external: dict[str, str] = {}
         for arm in self.arms:
-            refs = ([arm.source] if arm.source else []) + list(arm.fuse)
+            for ref, folder in (arm.fuse_from or {}).items():
+                if ref in names:
+                    raise ConfigError(f"arm {arm.name!r} takes {ref!r} from run folder {folder!r} (fuse_from), "
+                                      f"but {ref!r} is also an arm of this recipe; keep one of the two")
+                if external.setdefault(ref, folder) != folder:
+                    raise ConfigError(f"arm {ref!r} is taken from two run folders: {external[ref]!r} and {folder!r}")
+            refs = ([arm.source] if arm.source else []) + [f for f in arm.fuse if f not in (arm.fuse_from or {})]
             for ref in refs:
                 if ref not in seen:
                     raise ConfigError(f"arm {arm.name!r} uses arm {ref!r}, which must be defined before it")
@@ -173,13 +207,19 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for name, value in data.items():
         f = known[name]
         sub = _NESTED.get((cls.__name__, name))
+        if sub is not None and value is None and f.default is not None:
+            raise ConfigError(f"{f'{where}.' if where else ''}{name} must be a mapping, got null")
         if sub is not None and value is not None:
             if name == "arms":
+                if not isinstance(value, (list, tuple)):
+                    raise ConfigError(f"arms must be a list of arm mappings, got {value!r}")
                 value = tuple(_build(ArmConfig, v, f"{where}.arms[{i}]") for i, v in enumerate(value))
             else:
                 value = _build(sub, value, f"{where}.{name}".lstrip("."))
         elif isinstance(value, list):
             value = tuple(value)
+        if (f.type == "int" or (f.type == "int | None" and value is not None)) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{f'{where}.' if where else ''}{name} must be an integer, got {value!r}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -249,12 +289,17 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key.sub=value")
     key, value = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({e})") from None
 
 
 def resolve_config(recipe: str, profile: str | None = None, overrides: list[str] | None = None) -> RunConfig:
     raw = load_recipe(recipe)
     profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict) or (profile in profiles and not isinstance(profiles[profile], dict)):
+        raise ConfigError(f"recipe {recipe!r}: profiles must map profile names to mappings, got {profiles!r}")
     raw.setdefault("recipe", recipe if not recipe.endswith((".yaml", ".yml")) else Path(recipe).stem)
     if profile is not None:
         if profile not in profiles:
@@ -269,6 +314,10 @@ def resolve_config(recipe: str, profile: str | None = None, overrides: list[str]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {k!r} is not a mapping")
         node[keys[-1]] = value
+    try:
+        json.dumps(raw, default=str, skipkeys=True)
+    except (ValueError, TypeError, RecursionError) as e:  # e.g. a YAML alias that contains itself
+        raise ConfigError(f"recipe {recipe!r} with overrides {overrides or []} is not plain data: {e}") from None
     return config_from_dict(raw)
 
 

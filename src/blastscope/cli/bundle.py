@@ -1,1 +1,129 @@
-"""`blastscope export` and `predict` (filled in by the bundle issue)."""
+"""`blastscope export` and `blastscope predict`."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from blastscope.cli import _bar, _console, _fail, main
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle directory to create.")
+@click.option("--arm", default=None, help="Arm to export (default: the recipe's last arm).")
+@click.option("--onnx", is_flag=True, help="Also export every fold model to ONNX (for `predict --backend onnx`).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
+def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, overwrite: bool) -> None:
+    """Pack one arm of a finished RUN_DIR into a verified, pickle-free model bundle."""
+    from blastscope.config import ConfigError
+    from blastscope.inference.export import export_bundle
+    from blastscope.inference.manifest import BundleError
+
+    t0 = time.perf_counter()
+    try:
+        path = export_bundle(run_dir, out, arm=arm, onnx=onnx, overwrite=overwrite)
+    except (BundleError, ConfigError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    meta = json.loads((path / "bundle.json").read_text())
+    click.echo(f"bundle: {path}  arm {meta['arm']} ({meta['model']['id']}), {len(meta['folds'])} fold models"
+               f"{', ONNX' if onnx else ''}  ({time.perf_counter() - t0:.1f} s)")
+
+
+def _subject_table(subjects, positive: str, threshold: float):
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=f"Per subject: fraction of cells predicted '{positive}' (Wilson 95% CI); "
+                    f"refer when the interval contains {threshold:g}", title_justify="left")
+    for col in ("subject", "cells", f"{positive} cells", "fraction [95% CI]", "call", "review cells"):
+        t.add_column(col, justify="left" if col in ("subject", "call") else "right")
+    styles = {"leukemic": "bold red", "normal": "green", "refer": "bold yellow"}
+    for r in subjects.to_dict("records"):
+        t.add_row(r["subject_id"], str(r["cells"]), str(r["positive_cells"]),
+                  f"{r['fraction_positive']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
+                  Text(r["call"], style=styles[r["call"]]), str(r["review_cells"]))
+    return t
+
+
+def _records(frame) -> list[dict]:
+    """Rows as dicts with missing values as None (JSON null, not the invalid NaN token)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+@main.command("predict")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Per-cell CSV; <stem>.json (everything) and <stem>_subjects.csv are written beside it.")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
+@click.option("--subject", default=None, help="Subject id of all inputs (one patient).")
+@click.option("--subjects-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV with columns file,subject_id (default: subject ids from C-NMC file names).")
+@click.option("--review-below", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Flag cells whose confidence (mean probability of the voted class) is below this.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
+              help="Subject decision threshold on the fraction of leukemic cells.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, subject: str | None,
+                subjects_csv: Path | None, review_below: float, threshold: float, batch_size: int) -> None:
+    """Predict INPUTS (files, folders, globs) with BUNDLE: per cell, per subject, and the files that failed.
+
+    Exit status 0 when at least one cell was predicted (failed files are listed on stderr and in
+    the outputs), 1 when none could be, 2 for unusable arguments or a bundle that fails verification.
+    """
+    from blastscope.engine.atomic import atomic_write_json, atomic_write_text
+    from blastscope.inference.files import (
+        collect_inputs,
+        read_subjects_csv,
+        resolve_subjects,
+    )
+    from blastscope.inference.manifest import BundleError
+    from blastscope.inference.predictor import Predictor
+    from blastscope.inference.subjects import summarise_subjects
+
+    if subject is not None and subjects_csv is not None:
+        _fail("give --subject or --subjects-csv, not both")
+    files, missing = collect_inputs(inputs)
+    for b in missing:
+        click.echo(f"skipped {b.file}: {b.reason}", err=True)
+    if not files:
+        _fail("no image files to predict")
+    try:
+        mapping = read_subjects_csv(subjects_csv) if subjects_csv is not None else None
+        subject_ids = resolve_subjects(files, subject, mapping)
+        predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar)
+    except (BundleError, ValueError) as e:
+        _fail(str(e))
+    result = predictor.predict_files(files, subject_ids, review_below=review_below)
+    bad = missing + result.bad
+    for b in result.bad:
+        click.echo(f"skipped {b.file}: {b.reason}", err=True)
+    cells, positive = result.cells, predictor.bundle.positive
+    subjects = summarise_subjects(cells, positive, threshold)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, cells.to_csv(index=False))
+    atomic_write_text(out.with_name(f"{out.stem}_subjects.csv"), subjects.to_csv(index=False))
+    spec = predictor.bundle.spec
+    atomic_write_json(out.with_suffix(".json"), {
+        "bundle": {"path": str(bundle), "recipe": spec.get("recipe"), "arm": spec["arm"], "model": spec["model"]["id"],
+                   "class_names": spec["class_names"], "positive": positive, "theta": predictor.theta,
+                   "folds": len(spec["folds"]), "evaluation": spec.get("evaluation")},
+        "settings": {"backend": backend, "review_below": review_below, "threshold": threshold, "batch_size": batch_size},
+        "cells": _records(cells), "subjects": _records(subjects),
+        "bad_files": [b.__dict__ for b in bad], "seconds": result.seconds,
+    })
+    console = _console()
+    ok = cells[cells["status"] == "ok"]
+    if len(subjects):
+        console.print(_subject_table(subjects, positive, threshold))
+    counts = ", ".join(f"{c} {int((ok['pred'] == c).sum())}" for c in predictor.class_names)
+    click.echo(f"{len(ok)} cells predicted ({counts}); {int(ok['review'].sum())} flagged for review; "
+               f"{len(bad)} failed; {result.seconds:.1f} s with {backend}")
+    click.echo(f"wrote {out}, {out.with_suffix('.json')}, {out.with_name(f'{out.stem}_subjects.csv')}")
+    if ok.empty:
+        click.echo("error: no file could be predicted", err=True)
+        sys.exit(1)

@@ -69,8 +69,11 @@ def _load_index(data_dir: Path | None, config, layout: str, subjects_csv):
               help="image: explicit, optimistic image-level grouping for data without subject ids.")
 @click.option("--layout", type=click.Choice(["auto", "cnmc", "all-idb1", "all-idb2", "folder"]), default="auto")
 @click.option("--subjects-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--skip-invalid", is_flag=True, help="Leave out unreadable images (listed in RUN/skipped.csv) instead of stopping.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of tables.")
-def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, subjects_csv, as_json) -> None:
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel training processes on this machine (torch DDP, gloo). Under torchrun the launcher's processes are used.")
+def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, subjects_csv, skip_invalid, as_json, devices) -> None:
     """Subject-level cross-validation of RECIPE: one model per fold, majority vote on held-out data."""
     from blastscope.config import ConfigError, resolve_config
     from blastscope.data.index import IndexError_
@@ -88,9 +91,14 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
     out = out or Path("runs") / (config.recipe + (f"-{profile}" if profile else ""))
     t0 = time.perf_counter()
     try:
-        run_cv(config, index, out, folds=[f - 1 for f in folds] or None, progress=_bar)
+        from blastscope.engine.distributed import run_data_parallel
+
+        report = run_data_parallel(run_cv, devices, (config, index, out),
+                                   {"folds": [f - 1 for f in folds] or None, "progress": _bar, "skip_invalid": skip_invalid})
     except (ConfigError, IndexError_, RunFolderError, ValueError) as e:
         _fail(str(e))
+    if not report:  # a torchrun rank other than 0
+        return
     elapsed = time.perf_counter() - t0
     if folds:
         click.echo(f"fold(s) {list(folds)} done in {elapsed:.0f} s; when all folds are done: blastscope aggregate {out}")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from blastscope.data.decode import read_image
 from blastscope.data.index import IndexError_, make_index
+from blastscope.engine.atomic import atomic_write_bytes
 
 __all__ = ["read_all_idb2", "read_all_idb1", "is_all_idb"]
 
@@ -78,9 +79,11 @@ def read_all_idb1(root: Path | str, crop_dir: Path | str, crop_size: int = 257) 
                 raise IndexError_(f"{xyc}: centroid ({x}, {y}) lies outside the {field.shape[1]}x{field.shape[0]} image")
             crop = padded[y : y + crop_size, x : x + crop_size]
             out = crop_dir / f"{image.stem}_blast{k:03d}.png"
-            if not out.exists():
-                out.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(out), cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2BGR))
+            if not out.exists():  # written atomically, so an existing crop is always a whole file
+                ok, png = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2BGR))
+                if not ok:
+                    raise IndexError_(f"{image}: could not encode crop {k} as PNG")
+                atomic_write_bytes(out, png.tobytes())
             rows.append(dict(path=str(out.resolve()), label="all", subject_id=f"field:{image.stem}", source="all-idb1"))
     if not rows:
         raise IndexError_(f"no ALL-IDB1 fields with .xyc centroid files found under {root}")

@@ -4,7 +4,9 @@ The key is a SHA-256 over the preprocessing settings and the content hash of eve
 order, so a changed, renamed-but-identical or reordered file set gets the right entry. Content
 hashes are remembered per (path, size, mtime) in a small JSON sidecar, so after the first pass no
 image file is opened again: epochs read only the memory map. Files are written atomically; an
-interrupted build leaves no entry behind and is simply redone.
+interrupted build leaves no entry behind and is simply redone. A build decodes every file even
+after a failure, then raises one :class:`~blastscope.data.decode.UnreadableImagesError` listing
+every unreadable file with its reason (and leaves no entry behind).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from blastscope.data.decode import ImageReadError, UnreadableImagesError
 from blastscope.data.preprocess import Preprocess, load_preprocessed
 from blastscope.engine.atomic import atomic_write, atomic_write_json
 
@@ -50,7 +53,10 @@ class ImageCache:
                 self._digests = json.loads(self._digests_path.read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 self._digests = {}
-        st = os.stat(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"unreadable:{path}"  # the build reports it with the reason (read_image)
         stamp = f"{path}|{st.st_size}|{st.st_mtime_ns}"
         digest = self._digests.get(stamp)
         if digest is None:
@@ -58,12 +64,17 @@ class ImageCache:
             self._digests[stamp] = digest
         return digest
 
-    def key(self, paths: Sequence[str], preprocess: Preprocess) -> str:
-        h = hashlib.sha256(json.dumps(preprocess.to_dict(), sort_keys=True).encode())
-        for p in paths:
-            h.update(self._digest_of(p).encode())
+    def digests(self, paths: Sequence[str]) -> list[str]:
+        """SHA-1 of every file's bytes, in order (remembered per path, size and mtime)."""
+        out = [self._digest_of(p) for p in paths]
         if self._digests is not None:
             atomic_write_json(self._digests_path, self._digests)
+        return out
+
+    def key(self, paths: Sequence[str], preprocess: Preprocess) -> str:
+        h = hashlib.sha256(json.dumps(preprocess.to_dict(), sort_keys=True).encode())
+        for digest in self.digests(paths):
+            h.update(digest.encode())
         return h.hexdigest()[:24]
 
     def array(
@@ -78,18 +89,30 @@ class ImageCache:
             raise ValueError("caching needs a fixed output size: set canvas or resize")
         path = self.root / f"{self.key(paths, preprocess)}.npy"
         if path.exists():
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape == (len(paths), size, size, 3):
+            try:  # never unpickles (allow_pickle stays False); a damaged entry is rebuilt
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                logger.warning("cache entry %s is unreadable (%s), rebuilding", path, e)
+                arr = None
+            if arr is not None and arr.shape == (len(paths), size, size, 3) and arr.dtype == np.uint8:
                 return arr
-            logger.warning("cache entry %s has shape %s, rebuilding", path, arr.shape)
+            if arr is not None:
+                logger.warning("cache entry %s has shape %s and type %s, rebuilding", path, arr.shape, arr.dtype)
         load = loader or (lambda p: load_preprocessed(p, preprocess))
 
         def write(tmp: Path) -> None:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+            errors: list[ImageReadError] = []
             for i, p in enumerate(paths):
-                out[i] = load(p)
+                try:
+                    out[i] = load(p)
+                except ImageReadError as e:
+                    errors.append(e)
                 if progress:
                     progress(1)
+            if errors:
+                del out
+                raise UnreadableImagesError(errors)
             out.flush()
             del out
 

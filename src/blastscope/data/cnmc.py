@@ -24,8 +24,10 @@ from blastscope.data.index import IndexError_, make_index
 
 __all__ = ["CnmcName", "parse_cnmc_name", "read_cnmc", "is_cnmc_official", "NameError_"]
 
-_NAME = re.compile(r"^UID_(H?\d+|A\d+)_(\d+)_(\d+)_(all|hem|aml)\.bmp$", re.IGNORECASE)
+# ASCII digits only, at most 9 per number (no int() of a 5000-digit string), and nothing after ".bmp".
+_NAME = re.compile(r"^UID_(H?[0-9]{1,9}|A[0-9]{1,9})_([0-9]{1,9})_([0-9]{1,9})_(all|hem|aml)\.bmp\Z", re.IGNORECASE | re.ASCII)
 LABEL_NAMES = {"0": "hem", "1": "all", "2": "aml"}
+_BAD_NAME = "name does not follow UID_<subject>_<image>_<cell>_<all|hem>.bmp"
 
 
 class NameError_(ValueError):
@@ -58,22 +60,32 @@ def is_cnmc_official(root: Path) -> bool:
 
 
 def _labelled_folder(csv_path: Path, folder: Path, split: str) -> list[dict]:
+    """Rows of a held-out folder from its ``<folder>_labels.csv``; any defect is an IndexError_ naming the CSV."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            return _labelled_rows(csv.DictReader(fh), csv_path, folder, split)
+    except (csv.Error, UnicodeError, OSError) as e:
+        raise IndexError_(f"{csv_path}: not a readable CSV file ({e})") from None
+
+
+def _labelled_rows(reader: csv.DictReader, csv_path: Path, folder: Path, split: str) -> list[dict]:
+    need = {"Patient_ID", "new_names", "labels"}
+    if reader.fieldnames is None or not need <= set(reader.fieldnames):
+        raise IndexError_(f"{csv_path}: expected columns {sorted(need)}, found {reader.fieldnames}")
     rows = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        need = {"Patient_ID", "new_names", "labels"}
-        if reader.fieldnames is None or not need <= set(reader.fieldnames):
-            raise IndexError_(f"{csv_path}: expected columns {sorted(need)}, found {reader.fieldnames}")
-        for line, rec in enumerate(reader, start=2):
-            image = folder / rec["new_names"].strip()
-            try:
-                parsed = parse_cnmc_name(rec["Patient_ID"].strip())
-            except NameError_ as e:
-                raise IndexError_(f"{csv_path}, line {line}: {e}") from None
-            label = LABEL_NAMES.get(rec["labels"].strip())
-            if label is None:
-                raise IndexError_(f"{csv_path}, line {line}: label {rec['labels']!r} is not 0, 1 or 2")
-            rows.append(dict(path=str(image.resolve()), label=label, subject_id=parsed.subject_id, source="cnmc", split=split))
+    for rec in reader:
+        line = reader.line_num
+        name, patient, value = ((rec.get(k) or "").strip() for k in ("new_names", "Patient_ID", "labels"))
+        if not name or Path(name).name != name:
+            raise IndexError_(f"{csv_path}, line {line}: new_names {name!r} is not a file name in {folder}")
+        try:
+            parsed = parse_cnmc_name(patient)
+        except NameError_ as e:
+            raise IndexError_(f"{csv_path}, line {line}: {e}") from None
+        label = LABEL_NAMES.get(value)
+        if label is None:
+            raise IndexError_(f"{csv_path}, line {line}: label {value!r} is not 0, 1 or 2")
+        rows.append(dict(path=str((folder / name).resolve()), label=label, subject_id=parsed.subject_id, source="cnmc", split=split))
     return rows
 
 
@@ -91,11 +103,12 @@ def _held_out(top: Path, split: str) -> list[dict]:
     return rows
 
 
-def read_cnmc(root: Path | str) -> pd.DataFrame:
+def read_cnmc(root: Path | str, problems: list[dict] | None = None) -> pd.DataFrame:
     """Index a C-NMC tree (official layout or loose ``UID_*.bmp`` files).
 
     Files in a training folder whose names do not parse raise :class:`IndexError_` naming them,
-    as does a name whose label disagrees with its ``all``/``hem`` folder.
+    as does a name whose label disagrees with its ``all``/``hem`` folder. With a ``problems``
+    list such files are left out instead and appended to it as ``{"file", "problem"}``.
     """
     root = Path(root)
     rows: list[dict] = []
@@ -107,10 +120,10 @@ def read_cnmc(root: Path | str) -> pd.DataFrame:
                 try:
                     parsed = parse_cnmc_name(image.name)
                 except NameError_:
-                    bad.append(str(image))
+                    bad.append((str(image), _BAD_NAME))
                     continue
                 if image.parent.name.lower() in ("all", "hem", "aml") and image.parent.name.lower() != parsed.label:
-                    bad.append(f"{image} (name says {parsed.label}, folder says {image.parent.name})")
+                    bad.append((str(image), f"name says {parsed.label}, folder says {image.parent.name}"))
                     continue
                 rows.append(dict(path=str(image.resolve()), label=parsed.label, subject_id=parsed.subject_id,
                                  source="cnmc", split="train", fold=fold))
@@ -121,11 +134,14 @@ def read_cnmc(root: Path | str) -> pd.DataFrame:
             try:
                 parsed = parse_cnmc_name(image.name)
             except NameError_:
-                bad.append(str(image))
+                bad.append((str(image), _BAD_NAME))
                 continue
             rows.append(dict(path=str(image.resolve()), label=parsed.label, subject_id=parsed.subject_id, source="cnmc"))
-    if bad:
-        shown = "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+    if bad and problems is not None:
+        problems += [{"file": f, "problem": why} for f, why in bad]
+    elif bad:
+        named = [f if why == _BAD_NAME else f"{f} ({why})" for f, why in bad]
+        shown = "; ".join(named[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
         raise IndexError_(f"{len(bad)} files under {root} do not follow the C-NMC naming scheme: {shown}")
     if not rows:
         raise IndexError_(f"no C-NMC images found under {root}")

@@ -19,21 +19,28 @@ __all__ = ["read_folder_per_class", "read_subject_csv"]
 
 
 def read_subject_csv(path: Path) -> dict[str, str]:
-    """Map file (relative path or bare name) -> subject id; errors name the CSV line."""
+    """Map file (relative path or bare name) -> subject id; any defect is an IndexError_ naming the CSV (and line)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return _subject_rows(csv.DictReader(fh), path)
+    except (csv.Error, UnicodeError, OSError) as e:
+        raise IndexError_(f"{path}: not a readable CSV file ({e})") from None
+
+
+def _subject_rows(reader: csv.DictReader, path: Path) -> dict[str, str]:
     mapping: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = set(reader.fieldnames or [])
-        file_col = "file" if "file" in fields else "path" if "path" in fields else None
-        if file_col is None or "subject_id" not in fields:
-            raise IndexError_(f"{path}: expected columns 'file' and 'subject_id', found {reader.fieldnames}")
-        for line, rec in enumerate(reader, start=2):
-            key, subject = (rec.get(file_col) or "").strip(), (rec.get("subject_id") or "").strip()
-            if not key or not subject:
-                raise IndexError_(f"{path}, line {line}: empty file or subject_id")
-            if key in mapping and mapping[key] != subject:
-                raise IndexError_(f"{path}, line {line}: {key!r} is mapped to two subjects ({mapping[key]!r}, {subject!r})")
-            mapping[key] = subject
+    fields = set(reader.fieldnames or [])
+    file_col = "file" if "file" in fields else "path" if "path" in fields else None
+    if file_col is None or "subject_id" not in fields:
+        raise IndexError_(f"{path}: expected columns 'file' and 'subject_id', found {reader.fieldnames}")
+    for rec in reader:
+        line = reader.line_num
+        key, subject = (rec.get(file_col) or "").strip(), (rec.get("subject_id") or "").strip()
+        if not key or not subject:
+            raise IndexError_(f"{path}, line {line}: empty file or subject_id")
+        if key in mapping and mapping[key] != subject:
+            raise IndexError_(f"{path}, line {line}: {key!r} is mapped to two subjects ({mapping[key]!r}, {subject!r})")
+        mapping[key] = subject
     return mapping
 
 

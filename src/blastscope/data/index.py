@@ -36,7 +36,7 @@ class IndexError_(ValueError):
 def make_index(rows: Iterable[dict]) -> pd.DataFrame:
     """Build an index from dicts with (a subset of) :data:`COLUMNS`; missing columns get defaults."""
     df = pd.DataFrame(list(rows), columns=COLUMNS)
-    defaults = {"label": "", "subject_id": "", "source": "", "split": "", "fold": -1}
+    defaults = {"path": "", "label": "", "subject_id": "", "source": "", "split": "", "fold": -1}
     for column, value in defaults.items():
         df[column] = df[column].astype(object).fillna(value)
     df["fold"] = df["fold"].astype(int)
@@ -66,7 +66,14 @@ def validate_index(df: pd.DataFrame, grouping: Grouping = "subject", require_lab
         raise IndexError_(f"sample index lacks columns {missing}")
     if len(df) == 0:
         raise IndexError_("sample index is empty: no images were found")
-    out = df.copy()
+    try:  # missing values become "" (fold -1), numbers become text, as every reader makes them
+        out = make_index(df[COLUMNS].to_dict("records"))
+    except (ValueError, TypeError, OverflowError) as e:
+        raise IndexError_(f"sample index has a fold that is not an integer ({e})") from None
+    out.index = df.index
+    no_path = out["path"].str.len() == 0
+    if no_path.any():
+        raise IndexError_(f"{int(no_path.sum())} rows of the sample index have no path")
     if require_labels:
         unlabelled = out["label"].str.len() == 0
         if unlabelled.any():

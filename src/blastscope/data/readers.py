@@ -43,12 +43,17 @@ def read_dataset(
     subjects_csv: Path | str | None = None,
     class_map: dict[str, str] | None = None,
     crop_dir: Path | str | None = None,
+    problems: list[dict] | None = None,
 ) -> pd.DataFrame:
-    """Return the sample index of the data set at ``root`` (see :mod:`blastscope.data.index`)."""
+    """Return the sample index of the data set at ``root`` (see :mod:`blastscope.data.index`).
+
+    ``problems``: when given, files the reader cannot index (C-NMC names that do not parse) are
+    left out and appended to it as ``{"file", "problem"}`` instead of raising.
+    """
     root = Path(root)
     kind = detect_layout(root) if layout == "auto" else layout
     if kind == "cnmc":
-        return read_cnmc(root)
+        return read_cnmc(root, problems)
     if kind == "all-idb2":
         return read_all_idb2(root)
     if kind == "all-idb1":

@@ -44,6 +44,9 @@ class AugmentedImages(Dataset):
     images: N x H x W x 3 uint8 (a memory map is fine); returns (uint8 H x W x 3 tensor, label).
     ``augment_mask`` (optional, bool per image) limits augmentation to some images (LeukoNet's
     "normal aug" augments only the minority class).
+    ``positions`` (optional, set per epoch by data-parallel training) restricts the dataset to
+    those positions of the epoch order: item ``i`` is then position ``j = positions[i]``, with the
+    same image and the same augmentation seed as item ``j`` of the whole epoch.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform=None, seed: int = 0,
@@ -54,6 +57,7 @@ class AugmentedImages(Dataset):
         self.seed = seed
         self.balance = balance
         self.augment_mask = augment_mask
+        self.positions: np.ndarray | None = None
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -61,9 +65,11 @@ class AugmentedImages(Dataset):
         self.order = epoch_order(self.labels, self.balance, self.seed, epoch)
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.order) if self.positions is None else len(self.positions)
 
     def __getitem__(self, j: int) -> tuple[torch.Tensor, int]:
+        if self.positions is not None:
+            j = int(self.positions[j])
         i = int(self.order[j])
         image = np.array(self.images[i])
         if self.transform is not None and (self.augment_mask is None or self.augment_mask[i]):

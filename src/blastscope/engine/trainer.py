@@ -8,12 +8,19 @@ other papers' recipes (Adam + ReduceLROnPlateau on validation loss) use the same
 Resuming: after every epoch the full state (weights, optimiser, scheduler, torch RNG, history) is
 committed atomically; the data order and augmentation draw from (seed, epoch, position), so a run
 killed at any moment and resumed produces the same weights as an uninterrupted one.
+
+Data-parallel: inside an initialised process group (:mod:`blastscope.engine.distributed`) each
+process takes its share of every global batch of ``cfg.batch_size``, BatchNorm statistics and
+gradients cover the global batch, validation is split across processes, and only rank 0 writes
+files; the result equals one process with the same global batch up to float rounding.
+Denormal floats are flushed to zero during ``fit`` (see :func:`blastscope.engine.tensors.flush_denormal`).
 """
 from __future__ import annotations
 
 import logging
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,13 +33,14 @@ from torch.utils.data import DataLoader
 
 from blastscope.config import TrainConfig
 from blastscope.engine.atomic import atomic_write_json, atomic_write_text
+from blastscope.engine import distributed as ddp
 from blastscope.engine.checkpoint import load_state, load_weights, save_state, save_weights
 from blastscope.engine.inference import predict_arrays
 from blastscope.engine.progress import ProgressFactory, no_progress
 from blastscope.engine.sampling import AugmentedImages
-from blastscope.engine.tensors import to_model_input
+from blastscope.engine.tensors import flush_denormal, to_model_input
 
-__all__ = ["FitResult", "fit", "build_optimizer", "build_scheduler", "seed_everything"]
+__all__ = ["FitResult", "fit", "train_step", "build_optimizer", "build_scheduler", "seed_everything"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,33 @@ def _scheduler_state(scheduler) -> dict | None:
     return {k: v for k, v in scheduler.state_dict().items() if k != "milestones"}
 
 
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               loss_scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch; returns (detached loss, detached logits B x K).
+
+    ``loss_scale=None``: mean cross-entropy over the batch. Otherwise the summed cross-entropy
+    times ``loss_scale`` (data-parallel: ``world_size / global_batch``, so that DDP's gradient
+    average is the gradient of the global-batch mean).
+    """
+    logits = model(x)
+    if loss_scale is None:
+        loss = F.cross_entropy(logits, y)
+    else:
+        loss = F.cross_entropy(logits, y, reduction="sum") * loss_scale
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def _validate(model: nn.Module, images: np.ndarray, batch_size: int, input_fn) -> np.ndarray:
+    """Log-probabilities of the validation images, split across processes when data-parallel."""
+    if not ddp.is_distributed():
+        return predict_arrays(model, images, batch_size, input_fn=input_fn)[0]
+    part, _ = predict_arrays(model, images[ddp.rank()::ddp.world_size()], batch_size, input_fn=input_fn)
+    return ddp.gather_strided(part, len(images))
+
+
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     if not history:
         return
@@ -101,10 +136,21 @@ def fit(
 
     ``workdir`` receives ``state.json``/``state-*.safetensors`` (resume), ``best.safetensors``,
     ``history.csv`` and ``fit.json``. An existing ``fit.json`` means the fit is complete: the best
-    weights are loaded and nothing is retrained.
+    weights are loaded and nothing is retrained. Data-parallel (see the module docstring): call
+    it in every process of the group with the same arguments; only rank 0 writes.
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    with flush_denormal(), ExitStack() as stack:
+        return _fit(model, train_images, train_labels, val_images, val_labels, cfg, Path(workdir), transform,
+                    balance, augment_mask, progress, desc, input_fn, stack)
+
+
+def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainConfig, workdir: Path, transform,
+         balance, augment_mask, progress: ProgressFactory, desc: str, input_fn, stack: ExitStack) -> FitResult:
+    main = ddp.is_main_process()
+    if main:
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        progress = no_progress
     done = workdir / "fit.json"
     if done.exists():
         import json
@@ -127,11 +173,20 @@ def fit(
         logger.info("%s: resuming at epoch %d", workdir, start_epoch + 1)
     dataset = AugmentedImages(train_images, train_labels, transform, cfg.seed, balance, augment_mask)
     seconds = state.get("seconds", 0.0) if state else 0.0
+    distributed, world = ddp.is_distributed(), ddp.world_size()
+    train_model = model
+    if distributed:
+        stack.enter_context(ddp.sync_batchnorm(model))
+        train_model = ddp.wrap_model(model)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-                            drop_last=len(dataset) > cfg.batch_size)
+        batch_size, global_sizes = cfg.batch_size, None
+        if distributed:
+            dataset.positions, global_sizes = ddp.shard_positions(len(dataset.order), cfg.batch_size, ddp.rank(), world)
+            batch_size = cfg.batch_size // world
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=cfg.num_workers,
+                            drop_last=not distributed and len(dataset) > cfg.batch_size)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         n_batches = len(loader) if cfg.max_train_batches is None else min(len(loader), cfg.max_train_batches)
@@ -139,18 +194,17 @@ def fit(
             for b, (x, y) in enumerate(loader):
                 if b >= n_batches:
                     break
-                x = input_fn(x)
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(y)
+                scale = None if global_sizes is None else world / global_sizes[b]
+                loss, logits = train_step(train_model, input_fn(x), y, optimizer, scale)
+                loss_sum += loss.item() * len(y) if scale is None else loss.item() / scale
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
                 bar.update(1)
                 bar.set_postfix_str(f"loss {loss_sum / seen:.3f}")
-        val_logp, _ = predict_arrays(model, val_images, cfg.eval_batch_size, input_fn=input_fn)
+        if distributed:
+            loss_sum, correct, seen = ddp.all_reduce_sum([loss_sum, correct, seen])
+            correct, seen = int(correct), int(seen)
+        val_logp = _validate(model, val_images, cfg.eval_batch_size, input_fn)
         val_labels_arr = np.asarray(val_labels)
         val_loss = float(-val_logp[np.arange(len(val_labels_arr)), val_labels_arr].mean()) if len(val_labels_arr) else float("nan")
         val_acc = float((val_logp.argmax(1) == val_labels_arr).mean()) if len(val_labels_arr) else float("nan")
@@ -162,15 +216,20 @@ def fit(
                         "val_loss": val_loss, "val_accuracy": val_acc})
         if val_acc > best["val_accuracy"]:
             best = {"epoch": epoch + 1, "val_accuracy": val_acc}
-            save_weights(model, workdir / "best.safetensors")
-        _write_history(workdir / "history.csv", history)
-        save_state(workdir, epoch, model, optimizer, {"history": history, "best": best, "seconds": seconds,
-                                                       "scheduler": _scheduler_state(scheduler)})
+            if main:
+                save_weights(model, workdir / "best.safetensors")
+        if main:
+            _write_history(workdir / "history.csv", history)
+            save_state(workdir, epoch, model, optimizer, {"history": history, "best": best, "seconds": seconds,
+                                                           "scheduler": _scheduler_state(scheduler)})
         logger.info("%s epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f", desc, epoch + 1,
                     history[-1]["train_loss"], history[-1]["train_accuracy"], val_loss, val_acc)
+    ddp.barrier()  # rank 0's best.safetensors is complete before anyone reads it
     load_weights(model, workdir / "best.safetensors")
-    atomic_write_json(done, {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"], "history": history, "seconds": seconds})
-    for old in workdir.glob("state-*.safetensors"):
-        old.unlink(missing_ok=True)
-    (workdir / "state.json").unlink(missing_ok=True)
+    ddp.barrier()  # everyone has read the state before rank 0 removes it
+    if main:
+        atomic_write_json(done, {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"], "history": history, "seconds": seconds})
+        for old in workdir.glob("state-*.safetensors"):
+            old.unlink(missing_ok=True)
+        (workdir / "state.json").unlink(missing_ok=True)
     return FitResult(best["epoch"], best["val_accuracy"], history, seconds)

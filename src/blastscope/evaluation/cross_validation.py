@@ -4,7 +4,8 @@ Gehlot et al. 2020 section 4.3: one model per validation fold (7 folds, subject-
 evaluated on its validation fold and on the held-out test set, the final test prediction being the
 mode of the fold models' labels (eq. 11). Each recipe "arm" is trained per fold: a plain model, an
 auxiliary-SVM arm on another arm's trained CNN (SDCT-AuxNet-theta, section 3.4), or a fusion of
-two trained arms (LeukoNet Stage-3).
+two trained arms (LeukoNet Stage-3) of this run folder or, with ``fuse_from``, of other run
+folders on the same data and folds; fused sub-models are loaded, never retrained.
 
 The run folder is the interface: ``config.yaml``, ``index.csv``, ``folds.csv``, and per arm and
 fold ``arms/<arm>/fold_<k>/`` with ``best.safetensors``, ``history.csv``, ``predictions.csv`` and
@@ -15,9 +16,8 @@ merge by running the aggregation once all are done.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,9 @@ from torch import nn
 
 from blastscope.config import ArmConfig, RunConfig, config_to_dict, read_config, save_config
 from blastscope.data.cache import ImageCache
-from blastscope.data.index import read_index_csv, validate_index, write_index_csv
+from blastscope.data.check import duplicate_problems
+from blastscope.data.decode import UnreadableImagesError
+from blastscope.data.index import validate_index, write_index_csv
 from blastscope.data.preprocess import Preprocess
 from blastscope.engine.atomic import atomic_write_json, atomic_write_text
 from blastscope.engine.checkpoint import load_weights
@@ -109,15 +111,14 @@ def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
     )
 
 
-def _check_or_write_run_files(run_dir: Path, plan: CVPlan) -> None:
+def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[str, str]]) -> None:
     config_path, folds_path = run_dir / "config.yaml", run_dir / "folds.csv"
     folds = plan.index[["path", "subject_id", "label", "split", "fold"]]
     if config_path.exists():
         existing = config_to_dict(read_config(config_path))
         if existing != config_to_dict(plan.config):
             raise RunFolderError(f"{run_dir} holds a run with a different configuration; use a new --out folder")
-        old = pd.read_csv(folds_path, keep_default_na=False, dtype={"subject_id": str, "label": str})
-        if old["path"].tolist() != folds["path"].tolist() or old["fold"].tolist() != folds["fold"].tolist():
+        if not _same_folds(folds_path, plan):
             raise RunFolderError(f"{run_dir} was run on other data or other folds; use a new --out folder")
         return
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -128,8 +129,35 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan) -> None:
         "positive": plan.config.data.positive, "grouping": plan.config.data.grouping,
         "fold_mode": plan.config.data.fold_mode, "image_level": plan.image_level,
         "n_folds": int(plan.index["fold"].max()) + 1, "arms": [a.name for a in plan.config.arms],
+        "skipped": len(skipped),
     })
+    atomic_write_text(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(index=False))
     save_config(plan.config, config_path)
+
+
+def _same_folds(folds_path: Path, plan: CVPlan) -> bool:
+    old = pd.read_csv(folds_path, keep_default_na=False, dtype={"subject_id": str, "label": str})
+    return old["path"].tolist() == plan.index["path"].tolist() and old["fold"].tolist() == plan.index["fold"].tolist()
+
+
+def _check_fuse_sources(plan: CVPlan) -> None:
+    """Every run folder named by a ``fuse_from`` holds the arm, on this run's data, folds, classes and input size."""
+    data = plan.config.data
+    for arm in plan.config.arms:
+        for name, folder in (arm.fuse_from or {}).items():
+            folder = Path(folder)
+            if not (folder / "config.yaml").exists() or not (folder / "folds.csv").exists():
+                raise RunFolderError(f"arm {arm.name!r}: fuse_from {name!r}: {folder} is not a run folder (no config.yaml/folds.csv)")
+            other = read_config(folder / "config.yaml")
+            if name not in [a.name for a in other.arms]:
+                raise RunFolderError(f"arm {arm.name!r}: run folder {folder} has no arm {name!r}; its arms: {[a.name for a in other.arms]}")
+            if (other.data.classes, other.data.canvas, other.data.resize) != (data.classes, data.canvas, data.resize):
+                raise RunFolderError(
+                    f"arm {arm.name!r}: run folder {folder} used classes={list(other.data.classes)} canvas={other.data.canvas} "
+                    f"resize={other.data.resize}, this run classes={list(data.classes)} canvas={data.canvas} resize={data.resize}")
+            if not _same_folds(folder / "folds.csv", plan):
+                raise RunFolderError(f"arm {arm.name!r}: run folder {folder} was run on other data or other folds; its "
+                                     f"{name!r} models would have trained on this run's validation cells")
 
 
 def build_arm_model(arm: ArmConfig, num_classes: int, stain_matrix: np.ndarray | None = None,
@@ -179,6 +207,7 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     train_rows, val_rows = np.flatnonzero((fold >= 0) & (fold != k)), np.flatnonzero(fold == k)
     train_images = arrays["all"][train_rows]
     stain = _reference_stain(train_images) if "stain_matrix" in inspect.signature(model_info(arm.model).fn).parameters else None
+    torch.manual_seed(cfg.train.seed)  # the initial weights must not depend on earlier folds: a resumed run skips them
     model = build_arm_model(arm, len(data.classes), stain, {n: m for n, (m, _) in trained.items()})
     model_input = _fitted_input(arm, arm_dir, train_images)
     augment_mask = None
@@ -191,7 +220,36 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     info = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "train_seconds": result.seconds,
             "n_train": int(len(train_rows)), "n_val": int(len(val_rows)),
             "stain_matrix": stain.tolist() if stain is not None else None}
+    info.update(getattr(model_input, "summary", dict)())  # e.g. PCA explained variance of a fitted input
     return (model, model_input), info
+
+
+def _decode_all(plan: CVPlan, index: pd.DataFrame, cache: ImageCache, preprocess: Preprocess, skip_invalid: bool,
+                progress: ProgressFactory) -> tuple[np.ndarray, CVPlan, list[tuple[str, str]]]:
+    """Decode every image once (building the cache) before anything is trained.
+
+    Unreadable files raise one :class:`UnreadableImagesError` listing all of them with reasons; with
+    ``skip_invalid`` they are left out (the folds are planned without them) and returned as
+    (file, reason). Identical files under two subjects or classes are logged as warnings.
+    """
+    skipped: list[tuple[str, str]] = []
+    for attempt in range(2):
+        paths = plan.index["path"].tolist()
+        try:
+            with progress(total=len(paths), desc="decode + cache images") as bar:
+                images = cache.array(paths, preprocess, progress=bar.update)
+            break
+        except UnreadableImagesError as e:
+            if not skip_invalid or attempt:
+                raise UnreadableImagesError(e.errors, hint="fix or remove them, or leave them out with skip_invalid "
+                                            "(blastscope cv --skip-invalid), which lists them in RUN/skipped.csv") from None
+            skipped = [(err.path, err.reason) for err in e.errors]
+            logger.warning("leaving out %d unreadable image file(s); they are listed in skipped.csv", len(skipped))
+            plan = plan_cv(plan.config, index[~index["path"].map(lambda p: str(Path(p))).isin({f for f, _ in skipped})])
+    frame = plan.index
+    for problem in duplicate_problems(paths, frame["subject_id"].tolist(), frame["label"].tolist(), cache.digests(paths), "identical files"):
+        logger.warning("%s (blastscope data check finds identical pixels too)", problem["problem"])
+    return images, plan, skipped
 
 
 def _fitted_input(arm: ArmConfig, arm_dir: Path, train_images: np.ndarray | None) -> ModelInput:
@@ -230,10 +288,16 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
                                  desc=f"{arm.name} features", input_fn=model_input)
     correct = logp.argmax(1) == plan.y[train_rows]
     info: dict = {"svm_train_cells": int(correct.sum()), "cnn_train_accuracy": float(correct.mean())}
-    svm: SpectralSVM | None = SpectralSVM(C=aux.C, gamma=aux.gamma, standardize=aux.standardize)
+    X = feats[correct]
+    gamma = aux.gamma
+    if gamma == "scale":
+        scale_var = 1.0 if aux.standardize else float(X.var())  # standardised features have variance 1
+        gamma = 1.0 / (X.shape[1] * scale_var) if len(X) and scale_var > 0 else 1.0
+    info["svm_gamma"] = float(gamma)
+    svm: SpectralSVM | None = SpectralSVM(C=aux.C, gamma=float(gamma), standardize=aux.standardize)
     try:
-        svm.fit(feats[correct], plan.y[train_rows][correct])
-        arrays_out = {k_: np.ascontiguousarray(v) for k_, v in svm.to_arrays().items()}
+        svm.fit(X, plan.y[train_rows][correct])
+        arrays_out = {k_: np.array(v, order="C") for k_, v in svm.to_arrays().items()}  # keeps 0-d scalars 0-d
         atomic_write(arm_dir / "svm.safetensors", lambda p: save_file(arrays_out, str(p)))
         info["aux_fallback"] = False
     except ValueError as e:
@@ -251,27 +315,29 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
 
 
 def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[int] | None = None,
-           cache_dir: Path | None = None, progress: ProgressFactory = no_progress) -> CVPlan:
+           cache_dir: Path | None = None, progress: ProgressFactory = no_progress, skip_invalid: bool = False) -> CVPlan:
     """Train and evaluate every arm on every (or the given) fold; returns the plan.
 
+    Every image is decoded before training; unreadable files are an error listing them all, or with
+    ``skip_invalid`` are left out and recorded in ``skipped.csv`` and run.json ``skipped``.
     Aggregation into ``metrics.json`` is :func:`blastscope.evaluation.aggregate.aggregate_run`.
     """
     from blastscope.estimators.theta_rule import theta_combine
 
     run_dir = Path(run_dir)
     plan = plan_cv(config, index)
-    _check_or_write_run_files(run_dir, plan)
+    data = config.data
+    preprocess = Preprocess(canvas=data.canvas, resize=data.resize)
+    cache = ImageCache(cache_dir or run_dir / "cache")
+    images, plan, skipped = _decode_all(plan, index, cache, preprocess, skip_invalid, progress)
+    arrays = {"all": images}
+    _check_fuse_sources(plan)  # after skip_invalid may have re-planned the folds
+    _check_or_write_run_files(run_dir, plan, skipped)
     n_folds = int(plan.index["fold"].max()) + 1
     todo = list(range(n_folds)) if folds is None else folds
     bad = [k for k in todo if not 0 <= k < n_folds]
     if bad:
         raise ValueError(f"fold numbers must be in 1..{n_folds}, got {[k + 1 for k in bad]}")
-    data = config.data
-    preprocess = Preprocess(canvas=data.canvas, resize=data.resize)
-    cache = ImageCache(cache_dir or run_dir / "cache")
-    paths = plan.index["path"].tolist()
-    with progress(total=len(paths), desc="decode + cache images") as bar:
-        arrays = {"all": cache.array(paths, preprocess, progress=bar.update)}
     torch.manual_seed(config.train.seed)
     for k in todo:
         trained: dict[str, tuple[nn.Module, ModelInput]] = {}
@@ -294,8 +360,8 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
             else:
                 if done.exists():
                     continue
-                for name in arm.fuse:  # fusion reuses the fold's trained arms, never retrains them
-                    _load_trained(plan, run_dir, name, k, trained)
+                for name in arm.fuse:  # fusion reuses the fold's trained arms (here or in fuse_from folders), never retrains them
+                    _load_trained(plan, run_dir, name, k, trained, arm.fuse_from)
                 (model, model_input), info = _fit_arm(plan, arm, k, arm_dir, arrays, trained, progress)
                 trained[arm.name] = (model, model_input)
                 fold = plan.index["fold"].to_numpy()
@@ -313,14 +379,22 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
 
 
 def _load_trained(plan: CVPlan, run_dir: Path, arm_name: str, k: int,
-                  trained: dict[str, tuple[nn.Module, ModelInput]]) -> tuple[nn.Module, ModelInput]:
-    """The trained model (and fitted input) of ``arm_name`` in fold ``k``, loaded from the run folder."""
+                  trained: dict[str, tuple[nn.Module, ModelInput]],
+                  fuse_from: dict[str, str] | None = None) -> tuple[nn.Module, ModelInput]:
+    """The trained model (and fitted input) of ``arm_name`` in fold ``k``, loaded from the run folder
+    (or from the run folder ``fuse_from[arm_name]``, built with that run's configuration)."""
     if arm_name in trained:
+        return trained[arm_name]
+    if fuse_from and arm_name in fuse_from:
+        folder = Path(fuse_from[arm_name])
+        if not (folder / "arms" / arm_name / f"fold_{k}" / "fold.json").exists():
+            raise RunFolderError(f"run folder {folder}: arm {arm_name!r} fold {k + 1} is not finished")
+        trained[arm_name] = _load_trained(replace(plan, config=read_config(folder / "config.yaml")), folder, arm_name, k, {})
         return trained[arm_name]
     arm = next(a for a in plan.config.arms if a.name == arm_name)
     if arm.source is not None and arm.model is None:
         return _load_trained(plan, run_dir, arm.source, k, trained)
-    subs = {name: _load_trained(plan, run_dir, name, k, trained)[0] for name in arm.fuse}
+    subs = {name: _load_trained(plan, run_dir, name, k, trained, arm.fuse_from)[0] for name in arm.fuse}
     model = build_arm_model(arm, len(plan.config.data.classes), None, subs)
     arm_dir = run_dir / "arms" / arm_name / f"fold_{k}"
     load_weights(model, arm_dir / "best.safetensors")

@@ -59,14 +59,18 @@ class PTELU(nn.Module):
         return f"num_parameters={self.num_parameters}"
 
 
-def make_activation(name: ActivationName, channels: int) -> nn.Module:
-    """``nn.ReLU()``, ``nn.PReLU(channels)`` (slopes start at 0.25) or ``PTELU(channels)``."""
+def make_activation(name: ActivationName, channels: int, inplace: bool = False) -> nn.Module:
+    """``nn.ReLU(inplace)``, ``nn.PReLU(channels)`` (slopes start at 0.25) or ``PTELU(channels)``.
+
+    ``inplace`` applies to ReLU only (safe after BatchNorm, whose backward does not need its
+    output; saves one tensor per block).
+    """
     if name not in _NAMES:
         raise ValueError(f"activation must be one of {_NAMES}, got activation={name!r}")
     if channels < 1:
         raise ValueError(f"channels must be >= 1, got channels={channels}")
     if name == "relu":
-        return nn.ReLU()
+        return nn.ReLU(inplace=inplace)
     if name == "prelu":
         return nn.PReLU(num_parameters=channels)
     return PTELU(num_parameters=channels)

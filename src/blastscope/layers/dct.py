@@ -1,8 +1,11 @@
 """DCT layers: SDCT-Net's log-DCT layer and LeukoNet's energy-thresholded DCT.
 
-Both compute the orthonormal 2-D DCT-II of every channel as matrix products
-(:func:`blastscope.ops.dct.dct2`) with the DCT matrices held as non-persistent buffers: they
-follow ``.to(device)``, are rebuilt rather than stored in checkpoints, and export to ONNX.
+Both compute the orthonormal 2-D DCT-II of every channel. The reference form is two matrix
+products (:func:`blastscope.ops.dct.dct2`) with the DCT matrices held as non-persistent buffers:
+they follow ``.to(device)``, are rebuilt rather than stored in checkpoints, and export to ONNX.
+On the CPU, outside export/tracing, the same transform is computed by scipy's FFT-based DCT
+(:func:`blastscope.ops.dct.dct2_fft`, differentiable, about 4x faster at 350 x 350 and equal to
+the matrix form up to float rounding); ``backend="matrix"`` forces the matrix form.
 """
 from __future__ import annotations
 
@@ -11,12 +14,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from blastscope.ops.dct import dct2, dct_matrix, energy_threshold_mask, log_magnitude
+from blastscope.ops.dct import _exporting, dct2, dct2_fft, dct_matrix, energy_threshold_mask, log_magnitude
 
 __all__ = ["DCT2d", "EnergyThresholdDCT"]
 
 DCTOutput = Literal["log_abs", "signed_log", "none"]
 _OUTPUTS = ("log_abs", "signed_log", "none")
+DCTBackend = Literal["auto", "matrix", "fft"]
+_BACKENDS = ("auto", "matrix", "fft")
 
 
 def _as_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -31,8 +36,11 @@ def _as_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
 class _DCTMatrices(nn.Module):
     """Holds DCT matrices for a fixed size, or builds them lazily for the input's size."""
 
-    def __init__(self, size: int | tuple[int, int] | None) -> None:
+    def __init__(self, size: int | tuple[int, int] | None, backend: DCTBackend = "auto") -> None:
         super().__init__()
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got backend={backend!r}")
+        self.backend = backend
         self.size = _as_size(size)
         t_h, t_w = (dct_matrix(self.size[0]), dct_matrix(self.size[1])) if self.size else (None, None)
         self.register_buffer("t_h", t_h, persistent=False)
@@ -55,7 +63,16 @@ class _DCTMatrices(nn.Module):
         if stale or self.t_w is None or self.t_w.shape[0] != w:
             self.t_w = dct_matrix(w, x.dtype, x.device)
         self._built_for = (x.dtype, x.device)
-        return dct2(x, self.t_h, self.t_w)
+        # the matrices are kept up to date on the FFT path too, ready for export
+        return dct2_fft(x) if self._use_fft(x) else dct2(x, self.t_h, self.t_w)
+
+    def _use_fft(self, x: Tensor) -> bool:
+        if self.backend == "matrix" or _exporting():
+            return False
+        cpu_float = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+        if self.backend == "fft" and not cpu_float:
+            raise ValueError(f"backend='fft' needs CPU float32/float64 input, got device={x.device} dtype={x.dtype}")
+        return cpu_float
 
 
 class DCT2d(_DCTMatrices):
@@ -70,12 +87,14 @@ class DCT2d(_DCTMatrices):
         size: input H (= W) or (H, W); None builds the matrices lazily for each input size
             (e.g. 350 for C-NMC crops) and rebuilds them when size, dtype or device change.
         output: "log_abs", "signed_log" or "none".
+        backend: "auto" (FFT on CPU unless exporting, else matrices), "matrix" or "fft".
 
     Shape: B x C x H x W -> B x C x H x W; "log_abs" >= 0, the others real.
     """
 
-    def __init__(self, size: int | tuple[int, int] | None = None, output: DCTOutput = "log_abs") -> None:
-        super().__init__(size)
+    def __init__(self, size: int | tuple[int, int] | None = None, output: DCTOutput = "log_abs",
+                 backend: DCTBackend = "auto") -> None:
+        super().__init__(size, backend)
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got output={output!r}")
         self.output = output
@@ -87,7 +106,7 @@ class DCT2d(_DCTMatrices):
         return log_magnitude(d, signed=self.output == "signed_log")
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, output={self.output!r}"
+        return f"size={self.size}, output={self.output!r}, backend={self.backend!r}"
 
 
 class EnergyThresholdDCT(_DCTMatrices):
@@ -112,12 +131,14 @@ class EnergyThresholdDCT(_DCTMatrices):
         energy: fraction of energy kept per map, in (0, 1]; the paper uses 0.95.
         size: as for :class:`DCT2d`.
         eps: floor of ``|d|`` inside the log, > 0.
+        backend: as for :class:`DCT2d`.
 
     Shape: B x C x H x W -> B x C x H x W.
     """
 
-    def __init__(self, energy: float = 0.95, size: int | tuple[int, int] | None = None, eps: float = 1e-6) -> None:
-        super().__init__(size)
+    def __init__(self, energy: float = 0.95, size: int | tuple[int, int] | None = None, eps: float = 1e-6,
+                 backend: DCTBackend = "auto") -> None:
+        super().__init__(size, backend)
         if not 0.0 < energy <= 1.0:
             raise ValueError(f"energy must be in (0, 1], got energy={energy}")
         if eps <= 0:

@@ -13,16 +13,24 @@ only) and positive intensities are floored at ``eps=1e-6``
 (see :func:`blastscope.ops.optical_density.optical_density`);
 without a reference image the weight starts from the fixed Ruifrok-Johnston H&E-DAB matrix
 (:func:`blastscope.ops.stain.default_stain_matrix`) instead of a Macenko estimate.
+
+Speed (same maths, tested against the plain form): outside export the layer computes
+``conv(ln I, -log10(e) * W)`` instead of ``conv(-log10 I, W)`` (one pass fewer, in place), works
+in channels-last memory (a 1 x 1 convolution over 3 planar channels is several times slower)
+and applies ``tanh`` in place on the convolution output.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blastscope.ops.optical_density import optical_density
+from blastscope.ops.dct import _exporting
+from blastscope.ops.optical_density import log_intensity, optical_density
 from blastscope.ops.stain import default_stain_matrix, inverse_stain_matrix, macenko_stain_matrix
 
 __all__ = ["OpticalDensity", "StainDeconvolution"]
@@ -110,5 +118,11 @@ class StainDeconvolution(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected B x 3 x H x W RGB input, got shape={tuple(x.shape)}")
-        y = self.conv(self.od(x))
-        return torch.tanh(y) if self.apply_tanh else y
+        if _exporting():
+            y = self.conv(self.od(x))
+            return torch.tanh(y) if self.apply_tanh else y
+        x = x.contiguous(memory_format=torch.channels_last)
+        weight = self.conv.weight * (-1.0 / math.log(10.0))
+        y = F.conv2d(log_intensity(x, self.od.eps), weight, self.conv.bias)
+        # the convolution's backward needs its input and weight, not its output: tanh may overwrite it
+        return torch.tanh_(y) if self.apply_tanh else y

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blastscope.layers.activations import ActivationName, make_activation
@@ -29,7 +31,23 @@ __all__ = ["ConvBNAct", "BasicNetwork", "count_parameters"]
 
 
 class ConvBNAct(nn.Sequential):
-    """Conv2d (with bias) -> BatchNorm2d -> activation, He-normal conv weights, zero bias."""
+    """Conv2d (with bias) -> BatchNorm2d -> activation, He-normal conv weights, zero bias.
+
+    ReLU runs in place on the BatchNorm output (same values, one tensor fewer per block). In eval
+    mode (BatchNorm using its running statistics) the BatchNorm is folded into the convolution:
+    ``conv(x, w * s, (b - mean) * s + beta)`` with ``s = gamma / sqrt(var + eps)``, the same affine
+    map in one pass instead of two (as onnxruntime does on export). Modules and state are unchanged.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv, bn, act = self[0], self[1], self[2]
+        if self.training or not isinstance(bn, nn.BatchNorm2d) or bn.running_var is None or torch.jit.is_tracing():
+            return super().forward(x)
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+        bias = (conv.bias - bn.running_mean) * scale + bn.bias
+        y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return act(y)
 
     def __init__(
         self,
@@ -43,7 +61,7 @@ class ConvBNAct(nn.Sequential):
         conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=True)
         nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
         nn.init.zeros_(conv.bias)
-        super().__init__(conv, nn.BatchNorm2d(out_channels), make_activation(activation, out_channels))
+        super().__init__(conv, nn.BatchNorm2d(out_channels), make_activation(activation, out_channels, inplace=True))
 
 
 class BasicNetwork(nn.Module):

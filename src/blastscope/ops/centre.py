@@ -14,15 +14,26 @@ __all__ = ["cell_centroid", "centre_on_canvas"]
 
 
 def cell_centroid(image: np.ndarray, threshold: int = 0) -> tuple[float, float]:
-    """(row, col) centroid of the pixels whose maximum channel exceeds ``threshold``."""
-    mask = image.max(axis=2) > threshold if image.ndim == 3 else image > threshold
-    if not mask.any():
+    """(row, col) centroid of the pixels whose maximum channel exceeds ``threshold``.
+
+    Computed from per-row and per-column pixel counts in exact integer arithmetic and one
+    division (the value ``np.average`` of the row and column indices gives); the channel maximum
+    is taken plane by plane, much faster than ``image.max(axis=2)`` on interleaved RGB.
+    """
+    if image.ndim == 3:
+        peak = image[:, :, 0]
+        for c in range(1, image.shape[2]):
+            peak = np.maximum(peak, image[:, :, c])
+        mask = peak > threshold
+    else:
+        mask = image > threshold
+    rows, cols = mask.sum(axis=1, dtype=np.int64), mask.sum(axis=0, dtype=np.int64)
+    total = int(rows.sum())
+    if total == 0:
         return ((image.shape[0] - 1) / 2.0, (image.shape[1] - 1) / 2.0)
-    rows = np.nonzero(mask.any(axis=1))[0]
-    weights_r = mask.sum(axis=1)[rows]
-    cols = np.nonzero(mask.any(axis=0))[0]
-    weights_c = mask.sum(axis=0)[cols]
-    return (float(np.average(rows, weights=weights_r)), float(np.average(cols, weights=weights_c)))
+    cy = int(np.arange(len(rows), dtype=np.int64) @ rows) / total
+    cx = int(np.arange(len(cols), dtype=np.int64) @ cols) / total
+    return (float(cy), float(cx))
 
 
 def centre_on_canvas(image: np.ndarray, size: int, threshold: int = 0) -> np.ndarray:

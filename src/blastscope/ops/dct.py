@@ -2,7 +2,11 @@
 
 The DCT is written as ``T_H @ x @ T_W^T`` with precomputable DCT-II matrices (as the released
 SDCT-AuxNet-theta code does with a 350 x 350 matrix): matrix products export to ONNX and
-TorchScript, ``torch.fft`` does not.
+TorchScript, ``torch.fft`` does not. On the CPU :func:`dct2_fft` computes the same transform
+with scipy's FFT-based DCT (O(n^2 log n) per map instead of O(n^3); about 4x faster at 350 x 350)
+and is differentiable: the orthonormal DCT-II is an orthogonal map, so its backward pass is the
+inverse transform (DCT-III) of the incoming gradient. The DCT layers use it when they are not
+being exported; the matrix form stays the reference and the export path.
 
 References:
     Gehlot et al. 2020 (SDCT-AuxNet-theta), section 3.3, equation 1: ``D = log10(1 + |DCT(Z)|)``;
@@ -13,10 +17,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-__all__ = ["dct_matrix", "dct2", "log_magnitude", "energy_threshold_mask"]
+__all__ = ["dct_matrix", "dct2", "dct2_fft", "log_magnitude", "energy_threshold_mask"]
+
+_LOG10_E = 1.0 / math.log(10.0)
 
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
@@ -59,14 +67,102 @@ def dct2(x: Tensor, t_h: Tensor | None = None, t_w: Tensor | None = None) -> Ten
     return t_h @ x @ t_w.transpose(0, 1)
 
 
+def _scipy_dct2(x: Tensor, inverse: bool) -> Tensor:
+    """Orthonormal 2-D DCT-II (or its inverse) of the last two dimensions with ``scipy.fft``.
+
+    A channels-last ``B x C x H x W`` tensor is transformed in its own memory order (the NHWC
+    array along axes 1 and 2) so the result keeps the channels-last layout the next conv wants.
+    """
+    import scipy.fft
+
+    fn = scipy.fft.idctn if inverse else scipy.fft.dctn
+    workers = max(1, torch.get_num_threads())
+    if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+        nhwc = x.detach().permute(0, 2, 3, 1).numpy()
+        out = fn(nhwc, type=2, norm="ortho", axes=(1, 2), workers=workers)
+        return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2)
+    out = fn(x.detach().contiguous().numpy(), type=2, norm="ortho", axes=(-2, -1), workers=workers)
+    return torch.from_numpy(np.ascontiguousarray(out))
+
+
+class _FFTDCT2(torch.autograd.Function):
+    """y = T_H x T_W^T by FFT; T is orthogonal, so dL/dx = T_H^T g T_W = IDCT(g)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return _scipy_dct2(x, inverse=False)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return _scipy_dct2(grad, inverse=True)
+
+
+def dct2_fft(x: Tensor) -> Tensor:
+    """:func:`dct2` computed with scipy's FFT-based DCT; CPU float32/float64 only, differentiable.
+
+    Equals ``dct2(x)`` up to floating-point rounding (about 1e-6 relative to the largest
+    coefficient in float32; tested). Not exportable: exporters and non-CPU devices use :func:`dct2`.
+
+    Args:
+        x: CPU float tensor ``... x H x W``.
+    """
+    if x.dim() < 2:
+        raise ValueError(f"x must have at least 2 dimensions, got shape={tuple(x.shape)}")
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dct2_fft needs a CPU float32/float64 tensor, got device={x.device} dtype={x.dtype}")
+    return _FFTDCT2.apply(x)
+
+
+class _LogMagnitude(torch.autograd.Function):
+    """Forward and backward of :func:`log_magnitude` in few memory passes (in-place where safe).
+
+    Gradient as autograd gives it for the composed reference expression: ``log10(e) / (1 + |d|)``
+    times ``sign(d)`` (unsigned) or times 1 (signed), and 0 where ``d == 0`` in both forms
+    (the derivative of ``sign`` and ``abs`` at 0 is taken as 0).
+    """
+
+    @staticmethod
+    def forward(ctx, d: Tensor, signed: bool) -> Tensor:
+        ctx.save_for_backward(d)
+        ctx.signed = signed
+        y = d.abs().log1p_().mul_(_LOG10_E)
+        return y.copysign_(d) if signed else y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (d,) = ctx.saved_tensors
+        scale = d.abs().add_(1.0).reciprocal_().mul_(_LOG10_E)
+        if ctx.signed:
+            scale.masked_fill_(d == 0, 0.0)
+        else:
+            scale.mul_(torch.sign(d))
+        return scale.mul_(grad), None
+
+
 def log_magnitude(d: Tensor, signed: bool) -> Tensor:
     """``log10(1 + |d|)`` (SDCT paper, eq. 1) or ``sign(d) * log10(1 + |d|)`` (released code).
 
     Both are 0 at 0 and finite everywhere; the unsigned form is >= 0, the signed form keeps the
-    sign of the coefficient and is odd.
+    sign of the coefficient and is odd. Computed as ``log1p(|d|) * log10(e)`` (with the sign
+    copied for the signed form) in a fused autograd function; the gradient equals autograd's
+    for the composed expression (0 at ``d == 0``). Exporters see the plain composed expression.
     """
-    magnitude = torch.log1p(d.abs()) / math.log(10.0)
-    return torch.sign(d) * magnitude if signed else magnitude
+    if _exporting() or not d.is_floating_point():
+        magnitude = torch.log1p(d.abs()) / math.log(10.0)
+        return torch.sign(d) * magnitude if signed else magnitude
+    return _LogMagnitude.apply(d, signed)
+
+
+def _exporting() -> bool:
+    """True while tracing, scripting, exporting or compiling: only plain tensor ops then."""
+    return bool(
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
 
 
 @torch.no_grad()

@@ -1,0 +1,130 @@
+"""``blastscope bench``: optimised paths against straightforward references, with ratios.
+
+Every case runs the optimised code path and a plain reference written here (same maths: NCHW
+float32, the matrix DCT, per-sample PIL transforms, a batch-1 inference loop) in one process,
+checks that their outputs agree within a stated tolerance, and reports both figures and their
+ratio; the machine's sgemm rate, measured in the same run, is the roofline for the model steps.
+Timing is never asserted by tests, only structure and agreement.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+from blastscope.bench.config import BenchConfig
+from blastscope.bench.result import CaseResult
+
+__all__ = ["BenchConfig", "CaseResult", "run_benchmarks"]
+
+logger = logging.getLogger(__name__)
+
+
+def _machine(threads: int) -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version()}
+
+
+def _guard(name: str, title: str, fn: Callable[[], list[CaseResult]]) -> list[CaseResult]:
+    try:
+        return fn()
+    except Exception as e:
+        logger.exception("benchmark case %s failed", name)
+        return [CaseResult.skip(name, title, f"error: {type(e).__name__}: {e}")]
+
+
+def run_benchmarks(quick: bool, config: BenchConfig | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every case; returns ``{"machine", "config", "sgemm_gflops", "cases", "seconds", "load_average"}``.
+
+    Args:
+        quick: the ``--quick`` sizes (under two minutes on 2 quiet cores) instead of the full run.
+        config: explicit sizes (overrides ``quick``), e.g. a tiny configuration for tests.
+        progress: called with each case's name before it runs.
+    """
+    import torch
+
+    from blastscope.bench.cells import MISSING, cell_batch, cell_paths, load_cells
+    from blastscope.bench.data import run_data
+    from blastscope.bench.inference import run_inference
+    from blastscope.bench.latency import run_latency
+    from blastscope.bench.protocol import run_protocol
+    from blastscope.bench.svm import run_svm
+    from blastscope.bench.timing import load_average, sgemm_gflops
+    from blastscope.bench.training import run_training
+
+    cfg = config or (BenchConfig.quick() if quick else BenchConfig.full())
+    say = progress or (lambda _name: None)
+    t_start = time.perf_counter()
+    load_start = load_average()
+    say("sgemm")
+    sgemm = sgemm_gflops(cfg.sgemm_n, seconds=0.5 if quick else 1.5)
+    cells = load_cells(cfg.data_dir, cfg.image_size)
+    paths = cell_paths(cfg.data_dir)
+    cases: list[CaseResult] = []
+
+    say("training step")
+    figures = None
+
+    def training() -> list[CaseResult]:
+        nonlocal figures
+        found, figures = run_training(cfg, cell_batch(cells, cfg.batch_size, cfg.image_size, seed=1), sgemm)
+        return found
+
+    cases += _guard("train_step", "SDCT-Net training step", training)
+    say("inference")
+    cases += _guard("inference_batched", "SDCT-AuxNet-theta inference",
+                    lambda: run_inference(cfg, cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2)))
+    say("data pipeline")
+    if paths:
+        step_s = figures.step.median if figures is not None else None
+        cases += _guard("data_pipeline", "Data pipeline", lambda: run_data(cfg, paths, step_s, cfg.batch_size))
+    else:
+        reason = MISSING.format(path=cfg.data_dir)
+        cases += [CaseResult.skip("data_pipeline", "Data pipeline (OpenCV vs PIL)", reason),
+                  CaseResult.skip("data_wait", "Data waiting share of a training step", reason)]
+    say("latency coding")
+    cases += _guard("latency", "Spike latency coding", lambda: [run_latency(cfg)])
+    say("SVM")
+    cases += _guard("svm_fit", "Auxiliary SVM", lambda: run_svm(cfg))
+    if cfg.rss:
+        say("peak memory")
+        cases += _guard("peak_rss", "Peak memory of a training step", lambda: [_rss_case(cfg)])
+    if figures is not None:
+        byname = {c.name: c for c in cases}
+        inf = byname.get("inference_batched")
+        cases += run_protocol(cfg, cfg.batch_size / figures.step.median, cfg.batch_size / figures.reference_step.median,
+                              inf.optimised if inf else None, inf.reference if inf else None, figures.flops,
+                              cfg.batch_size)
+    return {
+        "machine": _machine(torch.get_num_threads()),
+        "config": cfg.to_dict(),
+        "quick": quick and config is None,
+        "sgemm_gflops": sgemm,
+        "load_average": {"start": load_start, "end": load_average()},
+        "seconds": time.perf_counter() - t_start,
+        "cases": [c.to_dict() for c in cases],
+    }
+
+
+def _rss_case(cfg: BenchConfig) -> CaseResult:
+    from blastscope.bench.memory import measure_in_subprocess
+
+    opt = measure_in_subprocess("optimised", cfg.image_size, cfg.batch_size)
+    ref = measure_in_subprocess("reference", cfg.image_size, cfg.batch_size)
+    return CaseResult(
+        "peak_rss", f"Peak resident memory of a training step (batch {cfg.batch_size}, {cfg.image_size}x{cfg.image_size})",
+        "GB", opt["peak_gb"], ref["peak_gb"], higher_is_better=False, target="<= 3 GB", met=opt["peak_gb"] <= 3.0,
+        notes=f"fresh process each; before the step {opt['baseline_gb']:.2f} GB (interpreter, torch, model)",
+        extra={"optimised": opt, "reference": ref})

@@ -1,0 +1,148 @@
+"""SDCT-AuxNet-theta inference cases: batched vs a batch-1 loop, and eager PyTorch vs onnxruntime.
+
+The pipeline is the paper's (Gehlot et al. 2020, section 3.4): SD + DCT + CNN, then the RBF SVM
+on the spectral-averaged features of the cells whose top probability is <= theta. Optimised:
+:func:`blastscope.engine.inference.predict_arrays` in batches and the SVM evaluated from its
+exported arrays on all low-confidence cells at once. Reference: the authors' test script style,
+one image at a time through :class:`.reference.ReferenceSDCTNet` and ``SVC.predict`` per cell.
+The SVM is fitted on the model's own features with alternating labels (nearly every cell a
+support vector, a pessimistic case for its cost); with an untrained model almost every cell is
+low-confidence, so the SVM answers nearly all of them.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from blastscope.bench.config import BenchConfig
+from blastscope.bench.reference import reference_from
+from blastscope.bench.result import CaseResult
+from blastscope.bench.timing import time_call
+
+__all__ = ["run_inference"]
+
+LOGP_ATOL = 1e-4  # log-probabilities, float32, different summation orders
+ONNX_LOGP_ATOL = 1e-4
+
+
+def _optimised(model, svm, images: np.ndarray, batch: int, theta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from blastscope.engine.inference import predict_arrays
+
+    logp, feats = predict_arrays(model, images, batch, spectral=True)
+    pred = logp.argmax(1)
+    low = np.exp(logp).max(1) <= theta
+    if svm is not None and low.any():
+        pred[low] = svm.predict(feats[low])
+    return pred, logp, feats
+
+
+def _reference(ref, svc, images: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    preds, logps = [], []
+    with torch.no_grad():
+        for image in images:
+            x = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
+            maps = ref.forward_features(x)
+            logp = torch.log_softmax(ref.forward_head(maps), dim=1)[0]
+            pred = int(logp.argmax())
+            if float(logp.exp().max()) <= theta:
+                pred = int(svc.predict(maps.mean(dim=1).flatten(1).double().numpy())[0])
+            preds.append(pred)
+            logps.append(logp.numpy())
+    return np.array(preds), np.stack(logps)
+
+
+def run_inference(cfg: BenchConfig, images: np.ndarray) -> list[CaseResult]:
+    """Cases ``inference_batched`` and ``inference_onnx`` on uint8 N x S x S x 3 images."""
+    from blastscope.estimators.svm_head import SpectralSVM
+    from blastscope.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("sdct_net").eval()
+    ref = reference_from(model, cfg.image_size).eval()
+    _, logp, feats = _optimised(model, None, images, cfg.infer_batch, cfg.theta)
+    fitted = SpectralSVM(C=10.0, gamma=100.0).fit(feats, np.arange(len(feats)) % 2)
+    svm = SpectralSVM.from_arrays(fitted.to_arrays())  # what a saved run loads: NumPy RBF, batched
+
+    opt = time_call(lambda: _optimised(model, svm, images, cfg.infer_batch, cfg.theta), repeats=2, warmup=0)
+    loop = images[: cfg.loop_images]
+    t0 = time.perf_counter()
+    ref_pred, ref_logp = _reference(ref, fitted.svc_, loop, cfg.theta)
+    ref_seconds = time.perf_counter() - t0
+    opt_pred, opt_logp, _ = _optimised(model, svm, loop, cfg.infer_batch, cfg.theta)
+    logp_diff = float(np.abs(opt_logp - ref_logp).max())
+    same = float((opt_pred == ref_pred).mean())
+    low_share = float((np.exp(logp).max(1) <= cfg.theta).mean())
+    rate, ref_rate = len(images) / opt.median, len(loop) / ref_seconds
+    cases = [CaseResult(
+        "inference_batched", f"SDCT-AuxNet-theta inference, batched ({cfg.infer_batch}) vs batch-1 loop", "img/s",
+        rate, ref_rate, target=">= 8x reference", met=rate / ref_rate >= 8.0,
+        agreement={"max_abs_logp_diff": logp_diff, "tolerance": LOGP_ATOL, "same_prediction_share": same,
+                   "ok": logp_diff <= LOGP_ATOL and same == 1.0},
+        notes=f"SVM answered {low_share:.0%} of the cells (theta {cfg.theta}); reference loop over {len(loop)} images",
+        extra={"optimised_s": opt.to_dict(), "reference_s": ref_seconds, "svm_support_vectors": len(fitted.svc_.support_)})]
+    cases.append(_onnx_case(cfg, model, images, rate) if cfg.onnx else
+                 CaseResult.skip("inference_onnx", "onnxruntime vs eager PyTorch (batched)", "disabled"))
+    return cases
+
+
+def _export(model, size: int, path: Path) -> None:
+    """uint8 B x S x S x 3 -> (log-probabilities, spectral features), TorchScript exporter, opset 17."""
+    import warnings
+
+    from torch import nn
+
+    from blastscope.engine.tensors import to_model_input
+
+    class _Graph(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, images: torch.Tensor):
+            maps = self.model.forward_features(to_model_input(images))
+            return torch.log_softmax(self.model.forward_head(maps), dim=1), maps.mean(dim=1).flatten(1)
+
+    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings on shape checks (they become constants) and dynamo=False
+        torch.onnx.export(_Graph().eval(), (example,), str(path), dynamo=False, opset_version=17,
+                          input_names=["images"], output_names=["log_probs", "spectral"],
+                          dynamic_axes={"images": {0: "batch"}, "log_probs": {0: "batch"}, "spectral": {0: "batch"}})
+
+
+def _onnx_case(cfg: BenchConfig, model, images: np.ndarray, eager_rate: float) -> CaseResult:
+    title = f"SDCT-Net inference, onnxruntime vs eager PyTorch (batch {cfg.infer_batch})"
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        return CaseResult.skip("inference_onnx", title, f"onnxruntime unavailable ({e})")
+    from blastscope.engine.inference import predict_arrays
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sdct_net.onnx"
+        try:
+            _export(model, cfg.image_size, path)
+        except Exception as e:  # noqa: BLE001 - the exporter raises many types
+            return CaseResult.skip("inference_onnx", title, f"export failed: {type(e).__name__}: {e}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run_onnx() -> np.ndarray:
+        return np.concatenate([session.run(None, {"images": np.ascontiguousarray(images[i:i + cfg.infer_batch])})[0]
+                               for i in range(0, len(images), cfg.infer_batch)])
+
+    ort_t = time_call(run_onnx, repeats=2, warmup=1)
+    eager = time_call(lambda: predict_arrays(model, images, cfg.infer_batch, spectral=True), repeats=2, warmup=0)
+    diff = float(np.abs(run_onnx() - predict_arrays(model, images, cfg.infer_batch)[0]).max())
+    rate, eager_rate = len(images) / ort_t.median, len(images) / eager.median
+    return CaseResult(
+        "inference_onnx", title, "img/s", rate, eager_rate, target=">= 1x eager", met=rate >= eager_rate,
+        agreement={"max_abs_logp_diff": diff, "tolerance": ONNX_LOGP_ATOL, "ok": diff <= ONNX_LOGP_ATOL},
+        notes="CNN with features, no SVM (the same NumPy SVM follows either); torch.onnx.export(dynamo=False, "
+              "opset 17); the graph has the matrix DCT (exportable), eager PyTorch the FFT DCT",
+        extra={"onnx_s": ort_t.to_dict(), "eager_s": eager.to_dict()})

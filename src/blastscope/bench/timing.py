@@ -1,0 +1,65 @@
+"""Wall-clock timing and the machine's sgemm throughput (the roofline the model steps are compared with)."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+__all__ = ["Timing", "load_average", "sgemm_gflops", "time_call"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call: the median (reported) and the minimum of ``repeats`` timed calls."""
+
+    median: float
+    best: float
+    repeats: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> Timing:
+    """Time ``fn()`` ``repeats`` times after ``warmup`` untimed calls."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats} warmup={warmup}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return Timing(median=times[len(times) // 2], best=times[0], repeats=repeats)
+
+
+def sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """Best float32 ``n x n @ n x n`` throughput (GFLOP/s, ``2 n^3`` per product) over ~``seconds``.
+
+    Runs on torch's current thread count (its BLAS, MKL here), the roofline the model steps are
+    reported against.
+    """
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        dt = time.perf_counter() - t0
+        best = max(best, 2.0 * n**3 / dt / 1e9)
+        if time.perf_counter() > t_end:
+            return best
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none); > cores means a loaded machine."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None

@@ -1,0 +1,66 @@
+"""How a recipe arm becomes a model outside training: a JSON spec, a builder, a fold loader.
+
+A spec names the registry id and entrypoint kwargs of the CNN an arm predicts with. An auxiliary
+arm (SDCT-AuxNet-theta, Gehlot et al. 2020 section 3.4) predicts with its source arm's CNN; a
+fusion arm (LeukoNet Stage-3) lists the specs of the two models it takes as ``first=``/``second=``.
+Trained weights (the whole state dict, fused sub-models included) come from the run folder's
+``best.safetensors``; no stain estimate is needed because the weights overwrite the initial one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from blastscope.config import ArmConfig, RunConfig
+
+__all__ = ["model_spec", "build_model", "load_fold_model"]
+
+
+def model_spec(config: RunConfig, arm: ArmConfig) -> dict:
+    """``{"arm", "id", "kwargs"[, "fuse": {"first": spec, "second": spec}]}`` of the arm's CNN."""
+    arms = {a.name: a for a in config.arms}
+    while arm.model is None:  # an auxiliary arm (or a chain of them) reuses its source's CNN
+        arm = arms[arm.source]
+    spec: dict[str, Any] = {"arm": arm.name, "id": arm.model, "kwargs": dict(arm.kwargs)}
+    if arm.fuse:
+        spec["fuse"] = {"first": model_spec(config, arms[arm.fuse[0]]), "second": model_spec(config, arms[arm.fuse[1]])}
+    return spec
+
+
+def build_model(spec: dict, num_classes: int):
+    """An untrained ``nn.Module`` for ``spec`` (fused sub-models built recursively)."""
+    from blastscope.models import create_model
+
+    kwargs = dict(spec.get("kwargs") or {})
+    for role, sub in (spec.get("fuse") or {}).items():
+        kwargs[role] = build_model(sub, num_classes)
+    return create_model(spec["id"], num_classes=num_classes, **kwargs)
+
+
+def load_fold_model(run_dir: Path, config: RunConfig, arm_name: str, fold: int):
+    """``(model, model_input)`` of ``arm_name`` in 0-based ``fold``, weights loaded, eval mode.
+
+    Raises ``FileNotFoundError`` naming the weights file when the fold is not trained.
+    """
+    from safetensors.numpy import load_file
+
+    from blastscope.engine.checkpoint import load_weights
+    from blastscope.engine.inputs import build_input
+
+    arm = next((a for a in config.arms if a.name == arm_name), None)
+    if arm is None:
+        raise ValueError(f"unknown arm {arm_name!r}; arms: {[a.name for a in config.arms]}")
+    spec = model_spec(config, arm)
+    fold_dir = Path(run_dir) / "arms" / spec["arm"] / f"fold_{fold}"
+    weights = fold_dir / "best.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: arm {spec['arm']!r} fold {fold + 1} is not trained")
+    model = build_model(spec, len(config.data.classes))
+    load_weights(model, weights)
+    model.eval()
+    cnn_arm = next(a for a in config.arms if a.name == spec["arm"])
+    model_input = build_input(cnn_arm.input, **cnn_arm.input_kwargs)
+    stored = fold_dir / "input.safetensors"
+    if stored.exists():
+        model_input.load_arrays(load_file(str(stored)))
+    return model, model_input

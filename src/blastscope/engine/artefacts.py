@@ -1,0 +1,207 @@
+"""Model activations the report draws but cannot compute itself (reports never import torch).
+
+``write_report_artefacts(run_dir)`` loads the fold-1 model of every arm that trains its own
+network and writes, under ``RUN/artefacts/``:
+
+- ``dct_cells.npz`` (Gehlot et al. 2020, Fig. 4, section 3.3): for ``cells_per_class`` training
+  cells of each class, the preprocessed RGB cell (uint8 N x S x S x 3), the trained SD-layer
+  output Z (float32 N x 3 x S x S), ``log10(1 + |DCT(Z)|)`` (the paper's eq. 1 magnitude,
+  N x 3 x S x S) and the energy compaction curve: the fraction of DCT energy held by the largest
+  ``coefficient_fraction`` of coefficients (N x P, mean over the three maps). The DCT is the
+  orthonormal DCT-II of :mod:`blastscope.ops.dct`, the same as the model's DCT layer before its
+  log; the first arm whose model has a stain-deconvolution layer is used (one with a DCT layer
+  preferred).
+- ``features_<arm>.csv`` (Fig. 14, section 5): the first convolution block (C1) and the last
+  feature maps (C6, ``forward_features``) of up to ``max_points`` cells (fold 1's validation fold
+  and the held-out labelled sets), projected to 2-D by PCA: columns
+  ``path,label,set,layer,pc1,pc2``. The paper does not name its projection; PCA is deterministic.
+  C1 maps are average-pooled to at most 16 x 16 before PCA to bound memory (at 350 x 350 a C1
+  map is 16 x 174 x 174). C1 is read with a forward hook on the first spatial convolution's block
+  (a visualisation, not a model path, so the timm-style feature API does not reach it).
+- ``artefacts.json``: what was written, from which weights (SHA-256), or why something was not.
+
+Artefacts whose weights are unchanged are reused.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from blastscope.config import read_config
+from blastscope.data.preprocess import Preprocess, load_preprocessed
+from blastscope.engine.arm_models import load_fold_model
+from blastscope.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
+
+__all__ = ["write_report_artefacts", "ARTEFACTS_DIR"]
+
+logger = logging.getLogger(__name__)
+
+ARTEFACTS_DIR = "artefacts"
+COEFFICIENT_FRACTION = np.geomspace(1e-4, 1.0, 48)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _first_block(model: nn.Module) -> tuple[str, nn.Module] | None:
+    modules = dict(model.named_modules())
+    for name, m in modules.items():
+        if isinstance(m, nn.Conv2d) and tuple(m.kernel_size) != (1, 1):
+            parent_name = name.rsplit(".", 1)[0] if "." in name else ""
+            parent = modules.get(parent_name)
+            if isinstance(parent, nn.Sequential) and len(parent) and parent[0] is m:
+                return parent_name, parent
+            return name, m
+    return None
+
+
+def _sd_layer(model: nn.Module) -> tuple[nn.Module | None, bool]:
+    from blastscope.layers.dct import DCT2d, EnergyThresholdDCT
+    from blastscope.layers.stain_deconvolution import StainDeconvolution
+
+    sd = next((m for m in model.modules() if isinstance(m, StainDeconvolution)), None)
+    has_dct = any(isinstance(m, (DCT2d, EnergyThresholdDCT)) for m in model.modules())
+    return sd, has_dct
+
+
+def _energy_curve(d: np.ndarray) -> np.ndarray:
+    """Energy fraction of the largest coefficients; d: (C, H, W) -> (len(COEFFICIENT_FRACTION),)."""
+    e = np.sort(d.reshape(d.shape[0], -1).astype(np.float64) ** 2, axis=1)[:, ::-1]
+    cum = np.cumsum(e, axis=1) / np.maximum(e.sum(axis=1, keepdims=True), 1e-30)
+    idx = np.clip(np.ceil(COEFFICIENT_FRACTION * e.shape[1]).astype(int) - 1, 0, e.shape[1] - 1)
+    return cum[:, idx].mean(axis=0)
+
+
+@torch.inference_mode()
+def _dct_cells(model, model_input, sd: nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
+    from blastscope.ops.dct import dct2, log_magnitude
+
+    z = sd(model_input(torch.from_numpy(np.ascontiguousarray(images)))).float().contiguous()
+    d = dct2(z)
+    return {"sd": z.numpy(), "dct_log": log_magnitude(d, signed=False).numpy(),
+            "energy": np.stack([_energy_curve(x) for x in d.numpy()])}
+
+
+@torch.inference_mode()
+def _features(model, model_input, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, str]:
+    found = _first_block(model)
+    if found is None:
+        raise ValueError(f"{type(model).__name__} has no spatial convolution")
+    name, block = found
+    captured: list[torch.Tensor] = []
+
+    def hook(_m, _i, out):
+        h, w = out.shape[-2:]
+        captured.append(nn.functional.adaptive_avg_pool2d(out, (min(h, 16), min(w, 16))).flatten(1))
+
+    handle = block.register_forward_hook(hook)
+    last = []
+    try:
+        for s in range(0, len(images), batch_size):
+            x = model_input(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])))
+            last.append(model.forward_features(x).flatten(1))
+    finally:
+        handle.remove()
+    return torch.cat(captured).numpy(), torch.cat(last).numpy(), name
+
+
+def _pca2(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    from sklearn.decomposition import PCA
+
+    if len(x) < 3:
+        return np.zeros((len(x), 2)), [0.0, 0.0]
+    pca = PCA(n_components=2, random_state=0).fit(x.astype(np.float64))
+    return pca.transform(x.astype(np.float64)), [float(v) for v in pca.explained_variance_ratio_]
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def _pick(folds: pd.DataFrame, classes: list[str], n_per_class: int, rng: np.random.Generator) -> pd.DataFrame:
+    parts = []
+    for c in classes:
+        g = folds[folds["label"] == c]
+        if len(g):
+            parts.append(g.iloc[np.sort(rng.choice(len(g), size=min(n_per_class, len(g)), replace=False))])
+    return pd.concat(parts) if parts else folds.iloc[:0]
+
+
+def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_points: int = 300,
+                           force: bool = False) -> dict:
+    """Compute the Fig. 4 and Fig. 14 artefacts of a run folder (see module docstring).
+
+    Returns the ``artefacts.json`` content. Arms whose fold-1 model is not trained are listed
+    with the reason instead of failing.
+    """
+    run_dir = Path(run_dir)
+    out = run_dir / ARTEFACTS_DIR
+    config = read_config(run_dir / "config.yaml")
+    classes = list(config.data.classes)
+    folds = pd.read_csv(run_dir / "folds.csv", keep_default_na=False, dtype={"subject_id": str, "label": str})
+    preprocess = Preprocess(canvas=config.data.canvas, resize=config.data.resize)
+    own = [a for a in config.arms if a.model is not None]
+    weights = {a.name: run_dir / "arms" / a.name / "fold_0" / "best.safetensors" for a in own}
+    hashes = {n: _sha256(p) for n, p in weights.items() if p.exists()}
+    previous = out / "artefacts.json"
+    if not force and previous.exists():
+        old = json.loads(previous.read_text())
+        if old.get("weights") == hashes and old.get("max_points") == max_points and old.get("cells_per_class") == cells_per_class:
+            return old
+    rng = np.random.default_rng(0)
+    labelled = folds[folds["label"].isin(classes)]
+    dct_rows = _pick(labelled[labelled["fold"] > 0], classes, cells_per_class, rng)
+    points = labelled[(labelled["fold"] == 0) | labelled["split"].isin(["validation", "test"])]
+    if len(points) > max_points:
+        points = points.iloc[np.sort(rng.choice(len(points), size=max_points, replace=False))]
+    images = np.stack([load_preprocessed(p, preprocess) for p in points["path"]]) if len(points) else None
+    info: dict = {"fold": 1, "weights": hashes, "max_points": max_points, "cells_per_class": cells_per_class,
+                  "dct": None, "features": {}, "skipped": {}}
+    models = {}
+    for arm in own:
+        try:
+            models[arm.name] = load_fold_model(run_dir, config, arm.name, 0)
+        except (FileNotFoundError, ValueError) as e:
+            info["skipped"][arm.name] = str(e)
+    sd_arms = [(n, *_sd_layer(m)) for n, (m, _) in models.items()]
+    sd_arms = [x for x in sd_arms if x[1] is not None]
+    sd_arms.sort(key=lambda x: not x[2])  # an arm with a DCT layer first
+    if sd_arms and len(dct_rows):
+        name, sd, has_dct = sd_arms[0]
+        cells = np.stack([load_preprocessed(p, preprocess) for p in dct_rows["path"]])
+        arrays = _dct_cells(*models[name], sd, cells)
+        arrays.update(rgb=cells, labels=dct_rows["label"].to_numpy().astype(str),
+                      paths=dct_rows["path"].to_numpy().astype(str), coefficient_fraction=COEFFICIENT_FRACTION)
+        atomic_write(out / "dct_cells.npz", lambda p: _savez(p, arrays))
+        info["dct"] = {"file": "dct_cells.npz", "arm": name, "model_has_dct_layer": has_dct, "n_cells": len(cells)}
+    elif not sd_arms:
+        info["dct_reason"] = "no arm has a stain-deconvolution layer"
+    for name, (model, model_input) in models.items():
+        if images is None:
+            break
+        try:
+            c1, c6, block = _features(model, model_input, images)
+        except ValueError as e:
+            info["skipped"][name] = str(e)
+            continue
+        frames, explained = [], {}
+        for layer, x in (("C1", c1), ("C6", c6)):
+            xy, explained[layer] = _pca2(x)
+            frames.append(pd.DataFrame({"path": points["path"].to_numpy(), "label": points["label"].to_numpy(),
+                                        "set": np.where(points["fold"].to_numpy() == 0, "val", points["split"].to_numpy()),
+                                        "layer": layer, "pc1": xy[:, 0], "pc2": xy[:, 1]}))
+        atomic_write_text(out / f"features_{name}.csv", pd.concat(frames).to_csv(index=False))
+        info["features"][name] = {"file": f"features_{name}.csv", "c1_module": block, "explained_variance": explained,
+                                  "n_cells": len(images), "c1_dims": int(c1.shape[1]), "c6_dims": int(c6.shape[1])}
+    atomic_write_json(out / "artefacts.json", info)
+    return info

@@ -1,0 +1,217 @@
+"""Model bundles: one arm of a finished run folder, packed for prediction without pickle.
+
+Layout (``<fold>`` is 1-based, Model1..Modelk of the reports)::
+
+    bundle.json                 schema and toolkit version, recipe, arm, model id and kwargs, class
+                                names, positive class, theta, preprocessing, model input, folds
+    model_fold<k>.safetensors   the fold's CNN state dict (for an auxiliary arm: its source CNN)
+    svm_fold<k>.safetensors     auxiliary arms: SpectralSVM.to_arrays() (support vectors, dual
+                                coefficients, intercept, gamma, ...), absent if the fold fell back
+    input_fold<k>.safetensors   fitted model-input arrays, if the arm's input has any
+    model_fold<k>.onnx          with ``onnx=True``: uint8 images -> log-probabilities, spectral features
+    manifest.json               SHA-256 of every other file (:mod:`blastscope.inference.manifest`)
+
+:func:`load_bundle` verifies the manifest first, then the schema and toolkit major version, then
+(for the torch backend) every tensor shape against a freshly built model, and parses nothing but
+JSON and safetensors (ONNX files are protobuf graphs run by onnxruntime). Writing bundles is
+:mod:`blastscope.inference.export`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blastscope import __version__
+from blastscope.data.preprocess import Preprocess
+from blastscope.estimators.svm_head import SpectralSVM
+from blastscope.inference.manifest import BundleError, verify_manifest
+
+__all__ = ["SCHEMA_VERSION", "BUNDLE_FILE", "FORMAT", "Bundle", "BundleError", "FoldFiles", "load_bundle", "read_arrays"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+BUNDLE_FILE = "bundle.json"
+FORMAT = "blastscope-bundle"
+
+
+@dataclass(frozen=True)
+class FoldFiles:
+    """File names (relative to the bundle) of one fold model; ``fold`` is 1-based."""
+
+    fold: int
+    weights: str
+    svm: str | None = None
+    input: str | None = None
+    onnx: str | None = None
+
+
+@dataclass
+class Bundle:
+    """A verified bundle. Torch models and ONNX sessions are built on first use."""
+
+    path: Path
+    spec: dict
+    folds: list[FoldFiles]
+    svms: list[SpectralSVM | None]
+    input_arrays: list[dict[str, np.ndarray]]
+    _torch: list | None = field(default=None, repr=False)
+    _onnx: list | None = field(default=None, repr=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.spec["class_names"])
+
+    @property
+    def positive(self) -> str:
+        return self.spec["positive"]
+
+    @property
+    def theta(self) -> float | None:
+        return self.spec.get("theta")
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(**self.spec["preprocess"])
+
+    def torch_models(self) -> list:
+        """``[(model, model_input), ...]`` per fold, weights loaded and shapes checked (eval mode)."""
+        if self._torch is None:
+            self._torch = [self._build_fold(i) for i in range(len(self.folds))]
+        return self._torch
+
+    def _build_fold(self, i: int):
+        import torch
+
+        from blastscope.engine.arm_models import build_model
+        from blastscope.engine.checkpoint import CheckpointError, load_weights
+        from blastscope.engine.inputs import build_input
+
+        files = self.folds[i]
+        model = build_model(self.spec["model"], len(self.class_names))
+        try:
+            load_weights(model, self.path / files.weights)
+        except CheckpointError as e:
+            raise BundleError(str(e)) from None
+        model.eval()
+        model_input = build_input(self.spec["input"]["name"], **self.spec["input"]["kwargs"])
+        try:
+            model_input.load_arrays(self.input_arrays[i])
+        except (KeyError, ValueError) as e:
+            raise BundleError(f"{self.path / (files.input or files.weights)}: model input arrays do not fit ({e})") from None
+        svm = self.svms[i]
+        size = self.preprocess.output_size
+        if svm is not None and size is not None:
+            with torch.inference_mode():
+                maps = model.forward_features(model_input(torch.zeros(1, size, size, 3, dtype=torch.uint8)))
+            n = int(np.prod(maps.shape[2:])) if maps.dim() == 4 else -1
+            if n != svm.n_features_in_:
+                raise BundleError(f"{self.path / files.svm}: SVM expects {svm.n_features_in_} spectral features, "
+                                  f"the model gives {n} at {size}x{size}")
+        return model, model_input
+
+    def _onnx_input(self, i: int):
+        """The fold's model input for network-only ONNX graphs (None for plain RGB: no torch needed)."""
+        if self.spec["input"]["name"] == "rgb":
+            return None
+        from blastscope.engine.inputs import build_input
+
+        return build_input(self.spec["input"]["name"], **self.spec["input"]["kwargs"]).load_arrays(self.input_arrays[i])
+
+    def onnx_models(self) -> list:
+        """One :class:`blastscope.inference.onnx_export.OnnxModel` per fold (needs ``--onnx`` export)."""
+        if self._onnx is None:
+            from blastscope.inference.onnx_export import OnnxModel
+
+            missing = [f.fold for f in self.folds if f.onnx is None]
+            if missing:
+                raise BundleError(f"{self.path}: no ONNX models for fold(s) {missing}; re-export with --onnx")
+            self._onnx = [OnnxModel(self.path / f.onnx, len(self.class_names), self._onnx_input(i))
+                          for i, f in enumerate(self.folds)]
+            for f, m, svm in zip(self.folds, self._onnx, self.svms):
+                if svm is not None and m.n_spectral != svm.n_features_in_:
+                    raise BundleError(f"{self.path / f.onnx}: gives {m.n_spectral} spectral features, "
+                                      f"{f.svm} expects {svm.n_features_in_}")
+        return self._onnx
+
+
+# -------------------------------------------------------------------------------------------- load
+def read_arrays(root: Path, name: str | None) -> dict[str, np.ndarray]:
+    if name is None:
+        return {}
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(root / name))
+    except Exception as e:  # safetensors has its own error types for a damaged header
+        raise BundleError(f"{root / name}: not a valid safetensors file ({e})") from None
+
+
+def _scalars_0d(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``gamma``/``C`` as 0-d arrays: run folders store them with shape (1,) because
+    ``np.ascontiguousarray`` promotes 0-d arrays, which ``SpectralSVM.from_arrays`` cannot take."""
+    return {k: (v.reshape(()) if k in ("gamma", "C") and v.shape == (1,) else v) for k, v in arrays.items()}
+
+
+def _check_meta(path: Path, meta: Any) -> None:
+    where = path / BUNDLE_FILE
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{where}: not a blastscope bundle description (format must be {FORMAT!r})")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(f"{where}: unknown bundle schema version {meta.get('schema_version')!r}; "
+                          f"this toolkit ({__version__}) reads schema {SCHEMA_VERSION}")
+    theirs = str(meta.get("toolkit_version", ""))
+    if theirs.split(".")[0] != __version__.split(".")[0]:
+        raise BundleError(f"{where}: written by blastscope {theirs or '(unknown)'}, this is {__version__}; "
+                          "bundles are read only by the same major version (re-export from the run folder)")
+    need = ("model", "class_names", "positive", "preprocess", "input", "folds", "arm")
+    missing = [k for k in need if k not in meta]
+    if missing:
+        raise BundleError(f"{where}: missing key(s) {missing}")
+    if not meta["folds"]:
+        raise BundleError(f"{where}: lists no fold models")
+
+
+def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
+    """Verify and open a bundle; ``backend`` ("torch", "onnx" or "none") also builds its models.
+
+    Raises:
+        BundleError: naming the file at fault (manifest, schema, version, arrays, tensor shapes).
+    """
+    if backend not in ("torch", "onnx", "none"):
+        raise ValueError(f"backend must be torch, onnx or none, got backend={backend!r}")
+    path = Path(path)
+    verified = verify_manifest(path)
+    try:
+        meta = json.loads((path / BUNDLE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path / BUNDLE_FILE}: unreadable ({e})") from None
+    _check_meta(path, meta)
+    try:
+        folds = [FoldFiles(**f) for f in meta["folds"]]
+    except TypeError as e:
+        raise BundleError(f"{path / BUNDLE_FILE}: malformed folds entry ({e})") from None
+    for f in folds:
+        for name in (f.weights, f.svm, f.input, f.onnx):
+            if name is not None and (not isinstance(name, str) or name not in verified):
+                raise BundleError(f"{path / BUNDLE_FILE}: fold {f.fold} names {name!r}, which is not a verified file of the bundle")
+    svms: list[SpectralSVM | None] = []
+    for f in folds:
+        if f.svm is None:
+            svms.append(None)
+            continue
+        try:
+            svms.append(SpectralSVM.from_arrays(_scalars_0d(read_arrays(path, f.svm))))
+        except ValueError as e:
+            raise BundleError(f"{path / f.svm}: not usable SVM arrays ({e})") from None
+    bundle = Bundle(path, meta, folds, svms, [read_arrays(path, f.input) for f in folds])
+    if backend == "torch":
+        bundle.torch_models()
+    elif backend == "onnx":
+        bundle.onnx_models()
+    return bundle

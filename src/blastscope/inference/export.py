@@ -1,0 +1,153 @@
+"""``export_bundle``: pack one arm of a finished run folder into a bundle directory.
+
+Reads only the run folder's files (``run.json``, ``config.yaml``, per fold ``best.safetensors``,
+``svm.safetensors``, ``input.safetensors``, ``fold.json``); the layout written is described in
+:mod:`blastscope.inference.bundle`. Weights and arrays are copied byte for byte.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from blastscope import __version__
+from blastscope.config import ArmConfig, RunConfig, read_config
+from blastscope.data.preprocess import Preprocess
+from blastscope.engine.arm_models import model_spec
+from blastscope.inference.bundle import (
+    BUNDLE_FILE,
+    FORMAT,
+    SCHEMA_VERSION,
+    Bundle,
+    BundleError,
+    FoldFiles,
+    load_bundle,
+    read_arrays,
+)
+from blastscope.inference.manifest import write_manifest
+
+__all__ = ["export_bundle"]
+
+logger = logging.getLogger(__name__)
+
+
+def _resolve_arm(config: RunConfig, arm: str | None) -> ArmConfig:
+    names = [a.name for a in config.arms]
+    name = arm or names[-1]
+    if name not in names:
+        raise BundleError(f"the run has no arm {name!r}; arms: {', '.join(names)}")
+    return config.arms[names.index(name)]
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not overwrite:
+        raise BundleError(f"{out}: already exists; choose a new --out (or pass overwrite=True for an old bundle)")
+    if not out.is_dir() or (any(out.iterdir()) and not (out / BUNDLE_FILE).exists()):
+        raise BundleError(f"{out}: exists and is not a bundle; refusing to replace it")
+
+
+def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, onnx: bool = False,
+                  overwrite: bool = False) -> Path:
+    """Pack ``arm`` (default: the recipe's last arm) of a finished run into the bundle ``out``.
+
+    The bundle is assembled in a temporary sibling directory, loaded once with every check
+    (manifest, schema, tensor shapes; ONNX sessions when ``onnx``) and only then renamed into
+    place, so ``out`` is either absent or complete.
+
+    Raises:
+        BundleError: unknown arm, an unfinished fold, ``out`` already exists.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / "run.json").exists():
+        raise BundleError(f"{run_dir}: not a run folder (no run.json)")
+    run = json.loads((run_dir / "run.json").read_text())
+    config = read_config(run_dir / "config.yaml")
+    arm_cfg = _resolve_arm(config, arm)
+    spec = model_spec(config, arm_cfg)
+    _check_out(out, overwrite)
+    folds, copies = [], []
+    for k in range(int(run["n_folds"])):
+        arm_dir, cnn_dir = run_dir / "arms" / arm_cfg.name / f"fold_{k}", run_dir / "arms" / spec["arm"] / f"fold_{k}"
+        if not (arm_dir / "fold.json").exists() or not (cnn_dir / "best.safetensors").exists():
+            raise BundleError(f"{arm_dir}: fold {k + 1} of arm {arm_cfg.name!r} is not finished; finish the run first")
+        n = k + 1
+        files: dict[str, Any] = {"fold": n, "weights": f"model_fold{n}.safetensors"}
+        copies.append((cnn_dir / "best.safetensors", files["weights"]))
+        if arm_cfg.aux is not None and (arm_dir / "svm.safetensors").exists():
+            files["svm"] = f"svm_fold{n}.safetensors"
+            copies.append((arm_dir / "svm.safetensors", files["svm"]))
+        elif arm_cfg.aux is not None:
+            logger.warning("fold %d has no SVM (the run fell back to the CNN alone); so does the bundle", n)
+        if (cnn_dir / "input.safetensors").exists():
+            files["input"] = f"input_fold{n}.safetensors"
+            copies.append((cnn_dir / "input.safetensors", files["input"]))
+        if onnx:
+            files["onnx"] = f"model_fold{n}.onnx"
+        folds.append(FoldFiles(**files))
+    meta = _metadata(run, config, arm_cfg, spec, folds, onnx)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        for src, name in copies:
+            shutil.copyfile(src, tmp / name)
+        if onnx:
+            meta["onnx"]["graph_input"] = _write_onnx(tmp, meta, folds)
+        (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_manifest(tmp)
+        _readable(tmp)
+        load_bundle(tmp, backend="onnx" if onnx else "torch")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("bundle of arm %s (%d folds) written to %s", arm_cfg.name, len(folds), out)
+    return out
+
+
+def _readable(root: Path) -> None:
+    """mkdtemp/atomic writes create owner-only modes; a bundle is meant to be shared (umask applies)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    root.chmod(0o777 & ~umask)
+    for p in root.iterdir():
+        p.chmod(0o666 & ~umask)
+
+
+def _metadata(run: dict, config: RunConfig, arm: ArmConfig, spec: dict, folds: list[FoldFiles], onnx: bool) -> dict:
+    cnn_arm = next(a for a in config.arms if a.name == spec["arm"])
+    data = config.data
+    return {
+        "format": FORMAT, "schema_version": SCHEMA_VERSION, "toolkit_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recipe": config.recipe, "paper": config.paper, "profile": config.profile, "arm": arm.name,
+        "model": spec, "class_names": list(data.classes), "positive": data.positive,
+        "theta": arm.aux.theta if arm.aux is not None else None,
+        "aux": None if arm.aux is None else {"C": arm.aux.C, "gamma": arm.aux.gamma, "standardize": arm.aux.standardize},
+        "preprocess": Preprocess(canvas=data.canvas, resize=data.resize).to_dict(),
+        "input": {"name": cnn_arm.input, "kwargs": dict(cnn_arm.input_kwargs)},
+        "evaluation": {"grouping": run.get("grouping"), "fold_mode": run.get("fold_mode"),
+                       "image_level": run.get("image_level"), "n_folds": run["n_folds"]},
+        "onnx": {"opset": 17, "graph_input": None, "outputs": ["log_probs", "spectral"]} if onnx else None,
+        "folds": [f.__dict__ for f in folds],
+    }
+
+
+def _write_onnx(root: Path, meta: dict, folds: list[FoldFiles]) -> str:
+    """Export every fold; returns the graphs' input ("images", or "inputs" for a network-only graph)."""
+    from blastscope.inference.onnx_export import export_onnx
+
+    size = Preprocess(**meta["preprocess"]).output_size
+    if size is None:
+        raise BundleError("ONNX export needs a fixed image size: the run has neither data.canvas nor data.resize")
+    partial = Bundle(root, meta, folds, [None] * len(folds), [read_arrays(root, f.input) for f in folds])
+    kinds = {export_onnx(model, model_input, size, root / f.onnx) for f, (model, model_input) in zip(folds, partial.torch_models())}
+    return kinds.pop() if len(kinds) == 1 else "mixed"

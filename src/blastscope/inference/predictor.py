@@ -1,0 +1,196 @@
+"""One predictor for the CLI and the web service: files -> per-cell predictions of a bundle.
+
+Pipeline per chunk of files: decode (:func:`blastscope.data.decode.read_image`) -> the run's
+:class:`~blastscope.data.preprocess.Preprocess` -> every fold model, batched (torch or onnxruntime)
+-> for auxiliary arms the theta rule with the fold's SVM (Gehlot et al. 2020 section 3.4.2,
+eqs. 4-5; :func:`~blastscope.estimators.theta_rule.theta_combine`) -> majority vote over the fold
+models (section 4.3, eq. 11; :func:`~blastscope.evaluation.ensemble.majority_vote`, ties by mean
+probability). This is what the cross-validation does for held-out cells, so a bundle reproduces a
+run's voted predictions.
+
+Per cell: the voted class, the class probabilities (mean of the fold CNNs' softmax), ``confidence``
+(that mean probability of the voted class), ``agreement`` (fraction of fold models voting for it),
+``answered_by`` ("cnn", "svm" or "mixed" across folds) with ``svm_share``, and ``review`` when the
+confidence is below a threshold. Files that cannot be decoded are reported, never fatal.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from blastscope.data.decode import ImageReadError, read_image
+from blastscope.engine.progress import ProgressFactory, no_progress
+from blastscope.estimators.theta_rule import theta_combine
+from blastscope.evaluation.ensemble import majority_vote
+from blastscope.inference.bundle import Bundle, load_bundle
+from blastscope.inference.files import BadFile
+
+__all__ = ["Predictor", "CellPredictions", "PredictionResult", "BACKENDS"]
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx")
+
+
+@dataclass
+class CellPredictions:
+    """Arrays for N cells and F fold models (K classes).
+
+    ``fold_proba`` (F, N, K) CNN softmax; ``fold_pred`` (F, N) labels after the theta rule;
+    ``fold_source`` (F, N) "cnn"/"svm"; ``pred`` (N,) voted labels; ``agreement`` (N,) in (0, 1];
+    ``proba`` (N, K) mean of ``fold_proba``.
+    """
+
+    fold_proba: np.ndarray
+    fold_pred: np.ndarray
+    fold_source: np.ndarray
+    pred: np.ndarray
+    agreement: np.ndarray
+    proba: np.ndarray
+
+
+@dataclass
+class PredictionResult:
+    """``cells``: one row per requested file (``status`` "ok" or "error"); ``bad``: the failures."""
+
+    cells: pd.DataFrame
+    bad: list[BadFile] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Predictor:
+    """Predict cell images with a bundle.
+
+    Args:
+        bundle: a :class:`Bundle` or the path of a bundle directory (verified on load).
+        backend: "torch" or "onnx" (the bundle must have been exported with ``--onnx``).
+        batch_size: images per forward pass, >= 1; files are decoded in chunks of 8 batches.
+        theta: override the bundle's confidence probability for auxiliary arms, in [0, 1].
+        progress: progress factory (the CLI passes a tqdm one).
+    """
+
+    def __init__(self, bundle: Bundle | Path | str, backend: str = "torch", batch_size: int = 32,
+                 theta: float | None = None, progress: ProgressFactory = no_progress) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got backend={backend!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got batch_size={batch_size}")
+        if theta is not None and not 0.0 <= float(theta) <= 1.0:
+            raise ValueError(f"theta must be in [0, 1], got theta={theta}")
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, backend=backend)
+        self.backend = backend
+        self.batch_size = int(batch_size)
+        self.theta = self.bundle.theta if theta is None else float(theta)
+        self.progress = progress
+        self.preprocess = self.bundle.preprocess
+        self._models = self.bundle.torch_models() if backend == "torch" else self.bundle.onnx_models()
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.bundle.class_names
+
+    def _fold_outputs(self, i: int, images: np.ndarray, spectral: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.backend == "torch":
+            from blastscope.engine.inference import predict_arrays
+
+            model, model_input = self._models[i]
+            return predict_arrays(model, images, self.batch_size, spectral=spectral, input_fn=model_input)
+        logps, feats = [], []
+        for start in range(0, len(images), self.batch_size):
+            lp, f = self._models[i](images[start:start + self.batch_size])
+            logps.append(lp)
+            feats.append(f)
+        return np.concatenate(logps), (np.concatenate(feats) if spectral else None)
+
+    def predict_images(self, images: np.ndarray) -> CellPredictions:
+        """Predict preprocessed images, uint8 N x S x S x 3 (``self.preprocess`` output)."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) == 0:
+            raise ValueError(f"images must be a non-empty uint8 N x H x W x 3 array, got {images.dtype} {images.shape}")
+        probas, preds, sources = [], [], []
+        for i, svm in enumerate(self.bundle.svms):
+            logp, feats = self._fold_outputs(i, images, spectral=svm is not None)
+            proba = np.exp(logp.astype(np.float64))
+            proba /= proba.sum(axis=1, keepdims=True)
+            if svm is not None and self.theta is not None:
+                pred, source = theta_combine(proba, svm.predict(feats).astype(np.int64), self.theta)
+            else:
+                pred, source = proba.argmax(axis=1), np.full(len(images), "cnn")
+            probas.append(proba)
+            preds.append(pred)
+            sources.append(source)
+        fold_proba, fold_pred = np.stack(probas), np.stack(preds).astype(np.int64)
+        vote, agreement = majority_vote(fold_pred, fold_proba)
+        return CellPredictions(fold_proba, fold_pred, np.stack(sources), vote, agreement, fold_proba.mean(axis=0))
+
+    def _load(self, path: Path) -> np.ndarray:
+        return self.preprocess(read_image(path))
+
+    def predict_files(self, files: Sequence[Path | str], subject_ids: Sequence[str] | None = None,
+                      review_below: float = 0.9) -> PredictionResult:
+        """Predict image files; unreadable ones get ``status="error"`` and are listed in ``bad``.
+
+        Args:
+            files: image paths (see :func:`blastscope.inference.files.collect_inputs`).
+            subject_ids: one id per file (``""`` = unknown); default all unknown.
+            review_below: flag cells whose confidence is below this, in [0, 1].
+        """
+        if not 0.0 <= float(review_below) <= 1.0:
+            raise ValueError(f"review_below must be in [0, 1], got review_below={review_below}")
+        files = [Path(f) for f in files]
+        subject_ids = list(subject_ids) if subject_ids is not None else [""] * len(files)
+        if len(subject_ids) != len(files):
+            raise ValueError(f"need one subject id per file, got {len(subject_ids)} for {len(files)} files")
+        t0 = time.perf_counter()
+        rows: list[dict] = []
+        bad: list[BadFile] = []
+        chunk = self.batch_size * 8
+        with self.progress(total=len(files), desc="predict") as bar:
+            for start in range(0, len(files), chunk):
+                part = list(range(start, min(start + chunk, len(files))))
+                images, ok = [], []
+                for j in part:
+                    try:
+                        images.append(self._load(files[j]))
+                        ok.append(j)
+                    except (ImageReadError, ValueError) as e:
+                        reason = e.reason if isinstance(e, ImageReadError) else str(e)
+                        bad.append(BadFile(str(files[j]), reason))
+                        rows.append(self._error_row(files[j], subject_ids[j], reason))
+                if ok:
+                    result = self.predict_images(np.stack(images))
+                    rows += self._rows(result, [files[j] for j in ok], [subject_ids[j] for j in ok], review_below)
+                bar.update(len(part))
+        cells = pd.DataFrame(rows, columns=self.columns)
+        order = {str(f): i for i, f in enumerate(files)}
+        cells = cells.sort_values("file", key=lambda s: s.map(order)).reset_index(drop=True)
+        return PredictionResult(cells, bad, time.perf_counter() - t0)
+
+    @property
+    def columns(self) -> list[str]:
+        return (["file", "subject_id", "status", "error", "pred"] + [f"p_{c}" for c in self.class_names]
+                + ["confidence", "agreement", "answered_by", "svm_share", "fold_preds", "review"])
+
+    def _error_row(self, file: Path, subject: str, reason: str) -> dict:
+        return {"file": str(file), "subject_id": subject, "status": "error", "error": reason}
+
+    def _rows(self, r: CellPredictions, files: list[Path], subjects: list[str], review_below: float) -> list[dict]:
+        names = self.class_names
+        svm_share = (r.fold_source == "svm").mean(axis=0)
+        rows = []
+        for n, (file, subject) in enumerate(zip(files, subjects)):
+            confidence = float(r.proba[n, r.pred[n]])
+            share = float(svm_share[n])
+            row = {"file": str(file), "subject_id": subject, "status": "ok", "error": "", "pred": names[r.pred[n]]}
+            row.update({f"p_{c}": float(r.proba[n, i]) for i, c in enumerate(names)})
+            row.update(confidence=confidence, agreement=float(r.agreement[n]),
+                       answered_by="cnn" if share == 0 else "svm" if share == 1 else "mixed", svm_share=share,
+                       fold_preds="|".join(names[p] for p in r.fold_pred[:, n]), review=confidence < review_below)
+            rows.append(row)
+        return rows

@@ -1,0 +1,152 @@
+"""The report's figure sections: data prepared from run-folder files, drawn by :mod:`.plots`.
+
+ROC curves use the class probabilities (never hard labels) with the DeLong 95% CI of
+:func:`blastscope.evaluation.statistics.delong_auc_ci`; for more than two classes one-vs-rest per
+class. The theta sweep (Gehlot et al. 2020 Fig. 10) plots the fold models' rows of
+``metrics.json`` and recomputes the majority-vote line from the per-fold CNN probabilities and
+SVM labels in ``predictions.csv`` with the same theta rule and vote as the cross-validation.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from blastscope.reports import plots
+from blastscope.reports.markup import FigureWriter, note
+from blastscope.reports.run_data import RunData
+
+__all__ = ["curves_section", "roc_section", "confusion_section", "theta_section", "subject_section"]
+
+
+def _sets(data: RunData) -> list[str]:
+    held = sorted({s for e in (data.metrics or {}).get("arms", {}).values() for s in e.get("vote", {})})
+    return held + ["val"]
+
+
+def _set_label(s: str) -> str:
+    return "validation folds, pooled out-of-fold" if s == "val" else f"held-out '{s}', majority vote"
+
+
+def _frame(data: RunData, arm: str, s: str) -> pd.DataFrame | None:
+    source = data.predictions if s == "val" else data.votes
+    if source is None:
+        return None
+    g = source[(source["arm"] == arm) & (source["set"] == s)]
+    return g if len(g) else None
+
+
+def curves_section(data: RunData, fig: FigureWriter) -> str:
+    out = ['<h2 id="curves">Training curves</h2>']
+    for arm in data.arms:
+        h = data.histories.get(arm)
+        if h:
+            png = plots.training_curves({f"Model{k + 1}": v for k, v in sorted(h.items())}, f"{arm}: training curves")
+            out.append(fig(f"curves_{arm}", png, f"{arm}: loss and accuracy per epoch, one colour per fold model"))
+    if len(out) == 1:
+        out.append(note("No history.csv files (auxiliary arms reuse their source arm's training)."))
+    return "\n".join(out)
+
+
+def roc_section(data: RunData, fig: FigureWriter) -> str:
+    from sklearn.metrics import roc_curve
+
+    from blastscope.evaluation.statistics import delong_auc_ci
+
+    out = ['<h2 id="roc">ROC curves</h2>']
+    classes = data.class_names
+    targets = [data.positive] if len(classes) == 2 else classes
+    for s in _sets(data):
+        for target in targets:
+            curves = []
+            for arm in data.arms:
+                g = _frame(data, arm, s)
+                if g is None:
+                    continue
+                y, score = (g["label"] == target).to_numpy().astype(int), g[f"p_{target}"].to_numpy(float)
+                if y.min() == y.max():
+                    continue
+                fpr, tpr, _ = roc_curve(y, score)
+                ci = delong_auc_ci(y, score)
+                curves.append({"label": arm, "fpr": fpr, "tpr": tpr, "auc": ci["auc"], "low": ci["low"], "high": ci["high"]})
+            if curves:
+                what = f"'{target}' vs rest" if len(classes) > 2 else f"positive class '{target}'"
+                png = plots.roc_curves(curves, f"{_set_label(s)}\n{what}")
+                out.append(fig(f"roc_{s}_{target}", png, f"ROC, {_set_label(s)}, {what}; AUC with DeLong 95% CI "
+                                                          "(held-out sets: mean probability of the fold models)"))
+    if len(out) == 1:
+        out.append(note("No set has cells of both classes: ROC undefined."))
+    return "\n".join(out)
+
+
+def confusion_section(data: RunData, fig: FigureWriter) -> str:
+    out = ['<h2 id="confusion">Confusion matrices</h2>']
+    for arm, entry in (data.metrics or {}).get("arms", {}).items():
+        panels = [(_set_label(s), m["confusion_matrix"], data.class_names)
+                  for s, m in [("val", entry.get("pooled_val"))] + list(entry.get("vote", {}).items()) if m]
+        if panels:
+            out.append(fig(f"confusion_{arm}", plots.confusion_matrices(panels, arm),
+                           f"{arm}: confusion matrices (rows true, columns predicted; count and row share)"))
+    return "\n".join(out)
+
+
+def _vote_sweep(a: pd.DataFrame, classes: list[str], thetas: list[float]) -> dict[str, list[float]] | None:
+    """Majority vote over fold models at each theta (SDCT eqs. 4-5 then eq. 11)."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from blastscope.estimators.theta_rule import theta_combine
+    from blastscope.evaluation.ensemble import majority_vote
+
+    cols = [f"p_{c}" for c in classes]
+    wide = {f: g.set_index("path").sort_index() for f, g in a.groupby("fold")}
+    index = next(iter(wide.values())).index
+    if any(not w.index.equals(index) for w in wide.values()):
+        return None
+    proba = np.stack([w[cols].to_numpy(float) for w in wide.values()])
+    proba /= proba.sum(axis=2, keepdims=True)
+    svm = np.stack([pd.to_numeric(w["svm_pred"]).to_numpy().astype(np.int64) for w in wide.values()])
+    y = next(iter(wide.values()))["y"].to_numpy(int)
+    out: dict[str, list[float]] = {f"f1_{c}": [] for c in classes} | {"balanced_accuracy": [], "weighted_f1": []}
+    for theta in thetas:
+        preds = np.stack([theta_combine(p, s, theta)[0] for p, s in zip(proba, svm)])
+        vote, _ = majority_vote(preds, proba)
+        f1 = f1_score(y, vote, labels=list(range(len(classes))), average=None, zero_division=0.0)
+        for i, c in enumerate(classes):
+            out[f"f1_{c}"].append(float(f1[i]))
+        out["balanced_accuracy"].append(float(balanced_accuracy_score(y, vote)))
+        out["weighted_f1"].append(float(f1_score(y, vote, average="weighted", zero_division=0.0)))
+    return out
+
+
+def theta_section(data: RunData, fig: FigureWriter) -> str:
+    out = ['<h2 id="theta">Confidence probability theta (Fig. 10)</h2>']
+    classes = data.class_names
+    panels = [(f"f1_{c}", f"F1 of '{c}'") for c in classes] + [("balanced_accuracy", "balanced accuracy")]
+    for arm, entry in (data.metrics or {}).get("arms", {}).items():
+        for s, per_fold in sorted((entry.get("theta_sweep") or {}).items(), key=lambda x: x[0] == "val"):
+            first = next(iter(per_fold.values()))
+            thetas = [r["theta"] for r in first]
+            series = {f"Model{int(k) + 1}": {key: [r[key] for r in rows] for key, _ in panels}
+                      for k, rows in sorted(per_fold.items(), key=lambda x: int(x[0]))}
+            if s != "val" and data.predictions is not None:
+                a = data.predictions[(data.predictions["arm"] == arm) & (data.predictions["set"] == s)]
+                mv = _vote_sweep(a, classes, thetas) if len(a) and "svm_pred" in a.columns else None
+                if mv:
+                    series["Majority vote"] = mv
+            png = plots.theta_sweep(thetas, series, panels, f"{arm}: {_set_label(s) if s != 'val' else 'each model on its own validation fold'}")
+            out.append(fig(f"theta_{arm}_{s}", png, f"{arm}: scores against theta on '{s}' (Fig. 10 layout)"))
+    if len(out) == 1:
+        out.append(note("No auxiliary-classifier arm in this recipe: no theta sweep."))
+    return "\n".join(out)
+
+
+def subject_section(data: RunData, fig: FigureWriter) -> str:
+    out = ['<h2 id="subjects">Per-subject accuracy (Fig. 11)</h2>']
+    arms = (data.metrics or {}).get("arms", {})
+    if not arms:
+        return out[0] + note("No metrics.json.")
+    arm = list(arms)[-1]
+    for s, rows in sorted(arms[arm].get("per_subject", {}).items(), key=lambda x: x[0] == "val"):
+        if rows:
+            png = plots.subject_accuracy(rows, data.class_names, f"{arm}: {_set_label(s)}")
+            out.append(fig(f"subjects_{arm}_{s}", png, f"{arm}: accuracy per subject on '{s}' (cells in brackets)"))
+    return "\n".join(out)

@@ -1,0 +1,112 @@
+"""The report's text and table sections, as HTML fragments built from a :class:`RunData`.
+
+The paper-style tables are exactly those the CLI prints after ``blastscope cv``
+(:func:`blastscope.reports.tables.print_run_tables`: SDCT Tables 4-6 and 8, and for their recipes
+LeukoNet Table 2, LeukemiaNet Table 1 and Spike Table 5 with CIs): the printed rich tables are
+recorded and converted, so terminal and report never disagree.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from blastscope import __version__
+from blastscope.reports.markup import esc, note, plain, rich_table, table
+from blastscope.reports.run_data import RunData
+
+__all__ = ["header", "config_section", "data_section", "tables_section", "folds_section"]
+
+
+
+class _Recorder:
+    """Stands in for a rich Console: keeps what is printed instead of drawing it."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def print(self, *objects: Any, **_: Any) -> None:
+        self.items.extend(objects)
+
+
+def header(data: RunData, generated: str) -> str:
+    run, m = data.run, data.metrics or {}
+    level = ('<p class="warning">IMAGE-LEVEL evaluation: cells of one subject may sit in training and test folds; '
+             "scores are optimistic and not comparable with subject-level results.</p>") if run.get("image_level") else (
+        f'<p class="ok">Subject-level evaluation: {run["n_folds"]} folds ({esc(run.get("fold_mode", ""))} mode); '
+        "no subject appears in two folds.</p>")
+    rows = [("recipe", run["recipe"]), ("paper", run.get("paper", "")), ("classes", ", ".join(data.class_names)),
+            ("positive class", data.positive), ("arms", ", ".join(data.arms)), ("folds", run["n_folds"]),
+            ("run folder", str(data.run_dir.resolve())), ("generated", f"{generated} by blastscope {__version__}")]
+    missing = [] if m else [note("metrics.json is missing: run `blastscope aggregate RUN_DIR` for the tables.", "warning")]
+    return (f"<h1>blastscope report: {esc(run['recipe'])}</h1>" + level
+            + table(None, rows, numeric_from=99, css="kv") + "".join(missing))
+
+
+def config_section(data: RunData) -> str:
+    return ('<h2 id="config">Resolved configuration</h2><details><summary>config.yaml (click to show)</summary>'
+            f'<pre class="config">{esc(data.config_text)}</pre></details>')
+
+
+def _counts(frame, classes: list[str]) -> list[str]:
+    cells = []
+    for c in classes:
+        g = frame[frame["label"] == c]
+        cells.append(f"{g['subject_id'].nunique()} / {len(g)}")
+    cells.append(f"{frame['subject_id'].nunique()} / {len(frame)}")
+    return cells
+
+
+def data_section(data: RunData) -> str:
+    """Subjects and cells per class in every cross-validation fold and held-out set (folds.csv)."""
+    out = ['<h2 id="data">Data</h2>']
+    f = data.folds
+    if f is None:
+        return out[0] + note("folds.csv is missing.", "warning")
+    classes = data.class_names
+    rows = []
+    train = f[f["fold"] >= 0]
+    for k in sorted(train["fold"].unique()):
+        rows.append([f"fold {k + 1} (validation fold of Model{k + 1})", *_counts(train[train["fold"] == k], classes)])
+    rows.append(["all training folds", *_counts(train, classes)])
+    for split in sorted(set(f.loc[f["fold"] < 0, "split"])):
+        rows.append([f"held-out '{split}'", *_counts(f[(f["fold"] < 0) & (f["split"] == split)], classes)])
+    out.append(table(["set", *[f"{c}: subjects / cells" for c in classes], "total: subjects / cells"], rows,
+                     caption="Subjects / cells per class (from folds.csv)"))
+    if data.run.get("image_level"):
+        out.append(note("Image-level grouping: each image counts as its own 'subject'.", "warning"))
+    return "\n".join(out)
+
+
+def tables_section(data: RunData) -> str:
+    """The paper-layout tables, recorded from the CLI's own table printers."""
+    out = ['<h2 id="tables">Results tables (paper layouts)</h2>']
+    if not data.metrics:
+        return out[0] + note("No metrics.json: nothing to tabulate yet.", "warning")
+    from blastscope.reports.tables import print_run_tables
+
+    rec = _Recorder()
+    print_run_tables(data.metrics, rec)
+    for item in rec.items:
+        if hasattr(item, "columns") and hasattr(item, "rows"):
+            out.append(rich_table(item))
+        else:
+            text = plain(item)
+            out.append(note(text, "warning" if "IMAGE-LEVEL" in text else "note"))
+    return "\n".join(out)
+
+
+def folds_section(data: RunData) -> str:
+    """Per arm and fold: best epoch, validation accuracy, training time, sizes, SVM details."""
+    rows = []
+    for arm in data.arms:
+        for k, info in sorted(data.fold_info.get(arm, {}).items()):
+            svm = ""
+            if "svm_train_cells" in info:
+                svm = f"{info['svm_train_cells']} cells" + (" (fallback: CNN only)" if info.get("aux_fallback") else "")
+            acc = info.get("best_val_accuracy")
+            rows.append([arm, f"Model{k + 1}", info.get("best_epoch", ""), f"{acc:.3f}" if isinstance(acc, float) else "",
+                         f"{info['train_seconds']:.0f}" if "train_seconds" in info else "", info.get("n_train", ""),
+                         info.get("n_val", ""), info.get("theta", "") if info.get("theta") is not None else "", svm])
+    if not rows:
+        return '<h2 id="folds">Fold models</h2>' + note("No finished folds (fold.json) found.", "warning")
+    return '<h2 id="folds">Fold models</h2>' + table(
+        ["arm", "model", "best epoch", "best val acc", "train s", "train cells", "val cells", "theta", "SVM"], rows, numeric_from=2)

@@ -1,0 +1,77 @@
+"""Report artefacts: DCT-domain images of SD-layer outputs (Fig. 4) and 2-D feature projections (Fig. 14)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.fft
+from safetensors.numpy import load_file
+
+from blastscope.engine.artefacts import write_report_artefacts
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run, tmp_path_factory) -> Path:
+    out = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("artefacts") / "run", ignore=shutil.ignore_patterns("cache")))
+    write_report_artefacts(out)
+    return out
+
+
+def test_dct_cells_match_an_independent_computation(run):
+    """SD map = tanh(W^T OD) with the trained 1x1 weights; the DCT image = log10(1 + |scipy dctn(SD)|)."""
+    info = json.loads((run / "artefacts" / "artefacts.json").read_text())
+    assert info["dct"]["arm"] == "sdct_net" and info["dct"]["model_has_dct_layer"]
+    with np.load(run / "artefacts" / "dct_cells.npz", allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    assert sorted(a["labels"].tolist()) == ["all", "all", "hem", "hem"]  # two training cells per class
+    folds = pd.read_csv(run / "folds.csv", keep_default_na=False).set_index("path")
+    assert (folds.loc[a["paths"], "fold"] > 0).all()  # training cells of the fold-1 model
+    weight = load_file(str(run / "arms" / "sdct_net" / "fold_0" / "best.safetensors"))["front.0.conv.weight"][:, :, 0, 0]
+    rgb = a["rgb"].astype(np.float64) / 255.0
+    od = -np.log10(np.where(rgb == 0, 1.0, np.maximum(rgb, 1e-6)))
+    sd = np.tanh(np.einsum("oc,nhwc->nohw", weight.astype(np.float64), od))
+    np.testing.assert_allclose(a["sd"], sd, atol=1e-4)
+    reference = np.log10(1 + np.abs(scipy.fft.dctn(a["sd"].astype(np.float64), axes=(-2, -1), norm="ortho")))
+    np.testing.assert_allclose(a["dct_log"], reference, atol=1e-4)
+
+
+def test_energy_curves_are_cumulative_fractions(run):
+    """Invariant: the energy held by the largest coefficients never decreases and reaches 1 with all of them."""
+    with np.load(run / "artefacts" / "dct_cells.npz", allow_pickle=False) as z:
+        energy, fraction = z["energy"], z["coefficient_fraction"]
+    assert fraction[-1] == 1.0 and np.all(np.diff(fraction) > 0)
+    assert np.all(np.diff(energy, axis=1) >= -1e-12)
+    np.testing.assert_allclose(energy[:, -1], 1.0, atol=1e-6)
+    assert np.all(energy[:, 0] > 0)
+
+
+def test_feature_projections(run):
+    """Invariant: PCA scores are centred and PC1 carries at least PC2's variance, for C1 and C6."""
+    info = json.loads((run / "artefacts" / "artefacts.json").read_text())
+    assert set(info["features"]) == {"sd_net", "sdct_net"}  # the aux arm reuses sdct_net's CNN
+    folds = pd.read_csv(run / "folds.csv", keep_default_na=False)
+    expected = set(folds.loc[(folds["fold"] == 0) | folds["split"].isin(["validation", "test"]), "path"])
+    for meta in info["features"].values():
+        side = (64 + 2 - 5) // 2 + 1  # C1: 5x5, stride 2, padding 1; then four 2x2 max-pools
+        for _ in range(4):
+            side //= 2
+        assert meta["c1_module"] == "backbone.features.conv1" and meta["c6_dims"] == 64 * side * side
+        f = pd.read_csv(run / "artefacts" / meta["file"], keep_default_na=False)
+        for layer, g in f.groupby("layer"):
+            assert set(g["path"]) == expected and len(g) == meta["n_cells"]
+            np.testing.assert_allclose(g[["pc1", "pc2"]].mean(), 0, atol=1e-6)
+            assert g["pc1"].var() >= g["pc2"].var()
+            ev = meta["explained_variance"][layer]
+            assert 1 >= ev[0] >= ev[1] >= 0
+
+
+def test_unchanged_weights_reuse_artefacts(run):
+    stamp = (run / "artefacts" / "features_sd_net.csv").stat().st_mtime_ns
+    write_report_artefacts(run)
+    assert (run / "artefacts" / "features_sd_net.csv").stat().st_mtime_ns == stamp
+    write_report_artefacts(run, force=True)
+    assert (run / "artefacts" / "features_sd_net.csv").stat().st_mtime_ns != stamp

@@ -1,0 +1,85 @@
+"""Edges of cross-validation and aggregation on real run folders: the auxiliary SVM's fallback when the
+CNN gets a whole class wrong, and ROC statistics with a single positive cell."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+from blastscope.config import resolve_config
+from blastscope.data.readers import read_dataset
+from blastscope.evaluation import cross_validation as cv
+from blastscope.evaluation.aggregate import aggregate_run
+
+ARMS = "arms=[{name: cnn, model: sd_net}, {name: aux, source: cnn, aux: {theta: THETA, gamma: scale}}]"
+
+
+def test_cnn_wrong_on_a_whole_class_falls_back_to_the_cnn(tiny_synthetic, tmp_path, monkeypatch):
+    """Invariant: when the CNN misclassifies every training cell of a class, the SVM (eq. 3 trains it only
+    on correctly classified cells) would see one class; the fold then records ``aux_fallback: true``,
+    writes no SVM, and the CNN's label stands in for the SVM's, even at theta = 1 (SVM only)."""
+    real = cv.predict_arrays
+
+    def always_hem(*args, **kwargs):
+        logp, feats = real(*args, **kwargs)
+        return np.log(np.tile([0.8, 0.2], (len(logp), 1))), feats  # every "all" cell is wrong
+
+    monkeypatch.setattr(cv, "predict_arrays", always_hem)
+    config = resolve_config("sd_net", "quick", ["train.epochs=1", "data.resize=64", "data.folds=2", ARMS.replace("THETA", "1.0")])
+    run = tmp_path / "run"
+    cv.run_cv(config, read_dataset(tiny_synthetic), run, folds=[0])
+    fold = run / "arms" / "aux" / "fold_0"
+    info = json.loads((fold / "fold.json").read_text())
+    assert info["aux_fallback"] is True and info["svm_train_cells"] > 0 and info["theta"] == 1.0
+    assert not (fold / "svm.safetensors").exists()
+    preds = pd.read_csv(fold / "predictions.csv")
+    assert {"val", "validation"} <= set(preds["set"]) and (preds["label"] == "all").any()
+    assert (preds["svm_pred"] == 0).all() and (preds["pred"] == 0).all() and set(preds["answered_by"]) == {"svm"}
+    metrics = aggregate_run(run, require_complete=False)
+    assert metrics["arms"]["aux"]["folds"]["0"]["info"]["aux_fallback"] is True
+
+
+def _brute_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    return float(np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg]))
+
+
+def _write_fold(run, k: int, rows: list[tuple[str, str, int, float]]) -> None:
+    fold = run / "arms" / "a" / f"fold_{k}"
+    fold.mkdir(parents=True)
+    frame = pd.DataFrame([{
+        "arm": "a", "fold": k, "set": s, "path": f"/cells/{path}.bmp", "subject_id": path.split("_")[0],
+        "label": ["hem", "all"][y], "y": y, "pred": int(p >= 0.5), "p_hem": 1 - p, "p_all": p, "answered_by": "cnn",
+    } for s, path, y, p in rows])
+    frame.to_csv(fold / "predictions.csv", index=False)
+    (fold / "fold.json").write_text(json.dumps({"arm": "a", "fold": k}))
+
+
+def test_one_positive_roc_through_aggregate_run(tmp_path, caplog):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({
+        "recipe": "hand", "paper": "", "class_names": ["hem", "all"], "positive": "all", "grouping": "subject",
+        "fold_mode": "subject", "image_level": False, "n_folds": 2, "arms": ["a"]}))
+    fold0_neg = [0.1, 0.8, 0.3, 0.7]
+    fold1_neg = [0.2, 0.6, 0.75, 0.05]
+    _write_fold(run, 0, [("val", "P1_1", 1, 0.7)] + [("val", f"N{i}_1", 0, p) for i, p in enumerate(fold0_neg)]
+                + [("test", f"T{i}_1", 0, 0.3) for i in range(3)])
+    _write_fold(run, 1, [("val", f"M{i}_1", 0, p) for i, p in enumerate(fold1_neg)]
+                + [("test", f"T{i}_1", 0, 0.6) for i in range(3)])
+    metrics = aggregate_run(run)["arms"]["a"]
+
+    auc0 = metrics["folds"]["0"]["val"]["auc"]
+    assert auc0["auc"] == pytest.approx(_brute_auc(np.array([0.7]), np.array(fold0_neg)))
+    assert 0.0 <= auc0["low"] <= auc0["auc"] <= auc0["high"] <= 1.0
+    assert metrics["folds"]["1"]["val"]["auc"] is None  # no positive at all: no AUC, no crash
+    pooled = metrics["pooled_val"]["auc"]
+    assert pooled["auc"] == pytest.approx(_brute_auc(np.array([0.7]), np.array(fold0_neg + fold1_neg)))
+    assert np.isfinite([pooled["low"], pooled["high"]]).all()
+    assert any("degenerate" in r.getMessage() for r in caplog.records)
+    sens = metrics["pooled_val"]["sensitivity_ci"]
+    low, high = proportion_confint(sens["k"], 1, method="wilson")
+    assert (sens["n"], sens["low"], sens["high"]) == (1, pytest.approx(low), pytest.approx(high))
+    assert metrics["vote"]["test"]["auc"] is None
