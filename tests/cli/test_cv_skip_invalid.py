@@ -48,3 +48,17 @@ def test_skip_invalid_trains_on_the_rest_and_records_the_skipped_files(damaged, 
     assert not set(folds["path"]) & set(bad)
     preds = pd.read_csv(run / "arms" / "sd_net" / "fold_0" / "predictions.csv")
     assert not set(preds["path"]) & set(bad) and len(preds) > 0
+
+
+def test_report_and_metrics_show_the_skipped_files(damaged, tmp_path):
+    from blastscope.reports.html import build_report
+
+    root, bad = damaged
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ARGS + ["--data", str(root), "--out", str(run), "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "metrics.json").read_text())["skipped"] == 2
+    html = build_report(run).read_text()
+    assert "2 unreadable file(s) were skipped" in html
+    for path in bad:
+        assert path in html

@@ -196,7 +196,8 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
         shown = ", ".join(f"{a} fold {k + 1}" for a, k in missing[:6])
         raise IncompleteRunError(f"{run_dir}: {len(missing)} arm folds are not finished ({shown}); run them, then aggregate")
     metrics: dict = {"recipe": run["recipe"], "class_names": classes, "positive": positive, "grouping": run["grouping"],
-                     "fold_mode": run["fold_mode"], "image_level": run["image_level"], "n_folds": n_folds, "arms": {}}
+                     "fold_mode": run["fold_mode"], "image_level": run["image_level"], "n_folds": n_folds,
+                     "skipped": int(run.get("skipped", 0)), "arms": {}}
     votes, rows = [], []
     for arm in run["arms"]:
         a = preds[preds["arm"] == arm]

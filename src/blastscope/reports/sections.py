@@ -73,7 +73,23 @@ def data_section(data: RunData) -> str:
                      caption="Subjects / cells per class (from folds.csv)"))
     if data.run.get("image_level"):
         out.append(note("Image-level grouping: each image counts as its own 'subject'.", "warning"))
+    out.append(skipped_section(data))
     return "\n".join(out)
+
+
+def skipped_section(data: RunData) -> str:
+    """Files left out by ``--skip-invalid`` (RUN/skipped.csv), each with its reason."""
+    import csv
+
+    path = data.run_dir / "skipped.csv"
+    if not path.exists():
+        return ""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [[r.get("file", ""), r.get("reason", "")] for r in csv.DictReader(fh)]
+    if not rows:
+        return ""
+    return (note(f"{len(rows)} unreadable file(s) were skipped (--skip-invalid) and are not part of this run.", "warning")
+            + table(["skipped file", "reason"], rows, caption="Skipped files (skipped.csv)", numeric_from=99))
 
 
 def tables_section(data: RunData) -> str:
