@@ -84,6 +84,12 @@ def test_fusion_loads_stage_models_from_named_run_folders(stage_runs, tiny_cnmc_
     _assert_fused_weights_are(out, stage_runs)
     metrics = aggregate_run(out)
     assert list(metrics["arms"]) == ["stage3"] and "validation" in metrics["arms"]["stage3"]["vote"]
+    # outside training (bundles, reports) the fused model is rebuilt from the named runs' configs
+    from blastscope.engine.arm_models import load_fold_model
+
+    model, _ = load_fold_model(out, config, "stage3", 0)
+    stage1 = load_file(str(stage_runs["stage1"] / "arms" / "stage1" / "fold_0" / "best.safetensors"))
+    assert all(model.state_dict()["first." + key].equal(value) for key, value in stage1.items())
 
 
 def test_named_run_folder_with_other_folds_is_refused_before_training(stage_runs, tiny_cnmc_index, tiny_overrides, tmp_path, fit_spy):

@@ -23,8 +23,19 @@ def model_spec(config: RunConfig, arm: ArmConfig) -> dict:
         arm = arms[arm.source]
     spec: dict[str, Any] = {"arm": arm.name, "id": arm.model, "kwargs": dict(arm.kwargs)}
     if arm.fuse:
-        spec["fuse"] = {"first": model_spec(config, arms[arm.fuse[0]]), "second": model_spec(config, arms[arm.fuse[1]])}
+        spec["fuse"] = {role: _sub_spec(config, arm, name) for role, name in zip(("first", "second"), arm.fuse)}
     return spec
+
+
+def _sub_spec(config: RunConfig, arm: ArmConfig, name: str) -> dict:
+    """Spec of a fused sub-model: an arm of this recipe, or of the run folder ``arm.fuse_from[name]``."""
+    from blastscope.config import read_config
+
+    arms = {a.name: a for a in config.arms}
+    if name in arms:
+        return model_spec(config, arms[name])
+    other = read_config(Path((arm.fuse_from or {})[name]) / "config.yaml")
+    return model_spec(other, next(a for a in other.arms if a.name == name))
 
 
 def build_model(spec: dict, num_classes: int):
