@@ -33,7 +33,6 @@ WRITE_ALLOWED = {
     ("inference/onnx_export.py", "export_onnx"): "only called inside export_bundle's temporary folder",
     ("inference/onnx_export.py", "_export"): "only called (via export_onnx) inside export_bundle's temporary folder",
     ("bench/inference.py", "_export"): "writes into a tempfile.TemporaryDirectory of the benchmark",
-    ("cli/bench.py", "bench_cmd"): "--json record for the user; no stage reads it (use atomic_write_text if one ever does)",
     ("cli/report.py", "compare_cmd"): "--csv copy of a printed table for the user; no stage reads it back",
 }
 

@@ -115,3 +115,29 @@ def test_memory_measure_reports_peak_above_baseline(path):
 
     out = measure(path, 40, 2)
     assert out["path"] == path and out["peak_gb"] >= out["baseline_gb"] > 0
+
+
+def test_only_runs_the_selected_groups(tmp_path):
+    cfg = _tiny(tmp_path / "missing")
+    out = run_benchmarks(quick=True, config=cfg, only=("svm", "latency"))
+    assert {c["name"] for c in out["cases"]} == {"svm_fit", "svm_predict", "latency"}
+    assert out["groups"] == ["latency", "svm"]
+    with pytest.raises(ValueError, match="unknown benchmark group"):
+        run_benchmarks(quick=True, config=cfg, only=("svm", "gpu"))
+
+
+def test_cli_only_and_json_file(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from blastscope.cli import main
+
+    target = tmp_path / "out" / "bench.json"
+    res = CliRunner().invoke(main, ["bench", "--quick", "--only", "svm", "--json", str(target)])
+    assert res.exit_code == 0, res.output
+    written = json.loads(target.read_text())
+    assert {c["name"] for c in written["cases"]} == {"svm_fit", "svm_predict"}
+    assert "Auxiliary SVM predict" in res.output
+    bad = CliRunner().invoke(main, ["bench", "--only", "gpu"])
+    assert bad.exit_code == 2 and "gpu" in bad.output

@@ -43,3 +43,32 @@ def test_resize_and_validation():
     assert Preprocess(canvas=80, resize=40)(image).shape == (40, 40, 3)
     with pytest.raises(ValueError, match="canvas must be >= 8"):
         Preprocess(canvas=2)
+
+
+def _numpy_centroid(image: np.ndarray, threshold: int) -> tuple[float, float]:
+    """The definition, written plainly: mean (row, col) of pixels whose channel maximum exceeds threshold."""
+    peak = image if image.ndim == 2 else image.max(axis=2)
+    rows, cols = np.nonzero(peak > threshold)
+    if len(rows) == 0:
+        return ((image.shape[0] - 1) / 2.0, (image.shape[1] - 1) / 2.0)
+    return (float(rows.mean()), float(cols.mean()))
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 40, 254])
+@pytest.mark.parametrize("seed", range(4))
+def test_centroid_fast_path_equals_the_definition(threshold, seed):
+    """The OpenCV route (uint8) gives the centroid of the mask from the definition, in every layout."""
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(5, 90, size=2)
+    image = (rng.random((h, w, 3)) < 0.3) * rng.integers(0, 256, (h, w, 3))
+    image = image.astype(np.uint8)
+    for img in (image, image[:, :, 1].copy(), np.ascontiguousarray(image[::2, ::-1])):
+        assert cell_centroid(img, threshold) == pytest.approx(_numpy_centroid(img, threshold), abs=1e-9)
+    as_float = image.astype(np.float32)  # the NumPy route gives the same answer
+    assert cell_centroid(as_float, threshold) == pytest.approx(cell_centroid(image, threshold), abs=1e-9)
+
+
+def test_real_cell_centroid_equals_the_definition(cnmc_samples):
+    for path in sorted(cnmc_samples.glob("*.bmp"))[:4]:
+        image = read_image(path)
+        assert cell_centroid(image) == pytest.approx(_numpy_centroid(image, 0), abs=1e-9)

@@ -50,6 +50,21 @@ def textbook_equalize(gray: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(lut), 0, 255).astype(np.uint8)[gray]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_warp_equals_opencv_three_channel_warp(seed: int) -> None:
+    """The RGBA route gives exactly OpenCV's 3-channel bilinear warp with a constant border."""
+    rng = np.random.default_rng(seed)
+    image = noise_image(int(rng.integers(20, 80)), int(rng.integers(20, 80)), seed)
+    matrix = affine_matrix(angle_deg=float(rng.uniform(0, 360)), shear_deg_x=float(rng.uniform(-20, 20)),
+                           scale=float(rng.uniform(0.7, 1.3)), center=image_center(image.shape))
+    border = int(rng.integers(0, 256))
+    expected = cv2.warpAffine(image, matrix[:2], (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(border, border, border))
+    out = warp(image, matrix, border_value=border)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_rotation_by_multiples_of_90_equals_rot90(k: int) -> None:
     """Invariant: on a square canvas, rotating about the centre by k * 90 degrees is np.rot90(k)."""

@@ -18,7 +18,10 @@ from typing import Any
 from blastscope.bench.config import BenchConfig
 from blastscope.bench.result import CaseResult
 
-__all__ = ["BenchConfig", "CaseResult", "run_benchmarks"]
+__all__ = ["BenchConfig", "CaseResult", "run_benchmarks", "GROUPS"]
+
+GROUPS = ("training", "inference", "data", "latency", "svm", "memory", "protocol")
+"""Case groups ``run_benchmarks(only=...)`` can select (``data`` needs ``training`` for the waiting share)."""
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +48,14 @@ def _guard(name: str, title: str, fn: Callable[[], list[CaseResult]]) -> list[Ca
 
 
 def run_benchmarks(quick: bool, config: BenchConfig | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   progress: Callable[[str], None] | None = None, only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Run every case; returns ``{"machine", "config", "sgemm_gflops", "cases", "seconds", "load_average"}``.
 
     Args:
         quick: the ``--quick`` sizes (under two minutes on 2 quiet cores) instead of the full run.
         config: explicit sizes (overrides ``quick``), e.g. a tiny configuration for tests.
         progress: called with each case's name before it runs.
+        only: run just these groups of :data:`GROUPS` (None: all).
     """
     import torch
 
@@ -64,6 +68,10 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
     from blastscope.bench.timing import load_average, sgemm_gflops
     from blastscope.bench.training import run_training
 
+    unknown = sorted(set(only or ()) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown benchmark group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+    run = set(only or GROUPS)
     cfg = config or (BenchConfig.quick() if quick else BenchConfig.full())
     say = progress or (lambda _name: None)
     t_start = time.perf_counter()
@@ -74,7 +82,6 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
     paths = cell_paths(cfg.data_dir)
     cases: list[CaseResult] = []
 
-    say("training step")
     figures = None
 
     def training() -> list[CaseResult]:
@@ -82,26 +89,33 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
         found, figures = run_training(cfg, cell_batch(cells, cfg.batch_size, cfg.image_size, seed=1), sgemm)
         return found
 
-    cases += _guard("train_step", "SDCT-Net training step", training)
-    say("inference")
-    cases += _guard("inference_batched", "SDCT-AuxNet-theta inference",
-                    lambda: run_inference(cfg, cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2)))
-    say("data pipeline")
-    if paths:
+    if "training" in run:
+        say("training step")
+        cases += _guard("train_step", "SDCT-Net training step", training)
+    if "inference" in run:
+        say("inference")
+        cases += _guard("inference_batched", "SDCT-AuxNet-theta inference",
+                        lambda: run_inference(cfg, cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2)))
+    if "data" not in run:
+        pass
+    elif paths:
+        say("data pipeline")
         step_s = figures.step.median if figures is not None else None
         cases += _guard("data_pipeline", "Data pipeline", lambda: run_data(cfg, paths, step_s, cfg.batch_size))
     else:
         reason = MISSING.format(path=cfg.data_dir)
         cases += [CaseResult.skip("data_pipeline", "Data pipeline (OpenCV vs PIL)", reason),
                   CaseResult.skip("data_wait", "Data waiting share of a training step", reason)]
-    say("latency coding")
-    cases += _guard("latency", "Spike latency coding", lambda: [run_latency(cfg)])
-    say("SVM")
-    cases += _guard("svm_fit", "Auxiliary SVM", lambda: run_svm(cfg))
-    if cfg.rss:
+    if "latency" in run:
+        say("latency coding")
+        cases += _guard("latency", "Spike latency coding", lambda: [run_latency(cfg)])
+    if "svm" in run:
+        say("SVM")
+        cases += _guard("svm_fit", "Auxiliary SVM", lambda: run_svm(cfg))
+    if cfg.rss and "memory" in run:
         say("peak memory")
         cases += _guard("peak_rss", "Peak memory of a training step", lambda: [_rss_case(cfg)])
-    if figures is not None:
+    if figures is not None and "protocol" in run:
         byname = {c.name: c for c in cases}
         inf = byname.get("inference_batched")
         cases += run_protocol(cfg, cfg.batch_size / figures.step.median, cfg.batch_size / figures.reference_step.median,
@@ -111,6 +125,7 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
         "machine": _machine(torch.get_num_threads()),
         "config": cfg.to_dict(),
         "quick": quick and config is None,
+        "groups": [g for g in GROUPS if g in run],
         "sgemm_gflops": sgemm,
         "load_average": {"start": load_start, "end": load_average()},
         "seconds": time.perf_counter() - t_start,

@@ -82,7 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path", choices=["optimised", "reference"], default="optimised")
     parser.add_argument("--size", type=int, default=350)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc malloc at its defaults (the command line keeps freed memory)")
     args = parser.parse_args(argv)
+    if not args.default_allocator:
+        from blastscope.engine.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as the command line does before training
     sys.stdout.write(json.dumps(measure(args.path, args.size, args.batch)) + "\n")
 
 

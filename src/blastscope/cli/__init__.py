@@ -42,6 +42,9 @@ def main(verbose: int) -> None:
     """blastscope: leukemia cell-image classification (SDCT-AuxNet-theta, LeukoNet, Spike-PCA-ResNet, LeukemiaNet)."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from blastscope.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # reuse freed blocks instead of page-faulting fresh ones every step
 
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from blastscope.bench import GROUPS
 from blastscope.cli import _console, _fail, main
 
 
@@ -52,7 +53,10 @@ def _table(result: dict):
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of 450x450 C-NMC cells for the data-pipeline cases (default ../shared/data/cnmc-samples/labeled).")
 @click.option("--gpu-tflops", type=float, default=None, help="Sustained GPU float32 rate for the protocol estimate (default 10).")
-def bench_cmd(quick: bool, json_path: Path | None, data_dir: Path | None, gpu_tflops: float | None) -> None:
+@click.option("--only", "only", multiple=True, type=click.Choice(GROUPS),
+              help="Run only this group of cases (repeatable; the data-waiting share needs 'training' too).")
+def bench_cmd(quick: bool, json_path: Path | None, data_dir: Path | None, gpu_tflops: float | None,
+              only: tuple[str, ...]) -> None:
     """Measure training, inference, data, DCT, latency coding, SVM and memory against plain references."""
     from blastscope.bench import BenchConfig, run_benchmarks
 
@@ -68,7 +72,8 @@ def bench_cmd(quick: bool, json_path: Path | None, data_dir: Path | None, gpu_tf
     except ValueError as e:
         _fail(str(e))
     with console.status("benchmark") as status:
-        result = run_benchmarks(quick, config=cfg, progress=lambda name: status.update(f"benchmark: {name}"))
+        result = run_benchmarks(quick, config=cfg, progress=lambda name: status.update(f"benchmark: {name}"),
+                                only=only or None)
     result["quick"] = quick
     m = result["machine"]
     load = result["load_average"]
@@ -85,6 +90,8 @@ def bench_cmd(quick: bool, json_path: Path | None, data_dir: Path | None, gpu_tf
     if m["cores"] and start > 0.5 * m["cores"]:
         console.print(f"[yellow]the machine was busy (load {start} on {m['cores']} cores): timings are noisy[/]")
     if json_path is not None:
+        from blastscope.engine.atomic import atomic_write_text
+
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        atomic_write_text(json_path, json.dumps(result, indent=2, default=str) + "\n")
         console.print(f"results written to {json_path}")

@@ -8,6 +8,7 @@ centre-crops 350 from the 450 x 450 release, which equals this when the cell is 
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 __all__ = ["cell_centroid", "centre_on_canvas"]
@@ -17,17 +18,22 @@ def cell_centroid(image: np.ndarray, threshold: int = 0) -> tuple[float, float]:
     """(row, col) centroid of the pixels whose maximum channel exceeds ``threshold``.
 
     Computed from per-row and per-column pixel counts in exact integer arithmetic and one
-    division (the value ``np.average`` of the row and column indices gives); the channel maximum
-    is taken plane by plane, much faster than ``image.max(axis=2)`` on interleaved RGB.
+    division (the value ``np.average`` of the row and column indices gives). For uint8 images the
+    channel maximum, the mask and the counts are OpenCV calls on separate planes (about 5x faster
+    than NumPy on interleaved RGB); other dtypes take the NumPy route.
     """
-    if image.ndim == 3:
-        peak = image[:, :, 0]
-        for c in range(1, image.shape[2]):
-            peak = np.maximum(peak, image[:, :, c])
-        mask = peak > threshold
+    if image.dtype == np.uint8 and image.ndim in (2, 3) and 0 <= threshold < 255 and image.size > 0:
+        planes = cv2.split(image) if image.ndim == 3 else [image]
+        peak = planes[0]
+        for plane in planes[1:]:
+            peak = cv2.max(peak, plane)
+        _, mask = cv2.threshold(peak, threshold, 1, cv2.THRESH_BINARY)
+        rows = cv2.reduce(mask, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel().astype(np.int64)
+        cols = cv2.reduce(mask, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel().astype(np.int64)
     else:
-        mask = image > threshold
-    rows, cols = mask.sum(axis=1, dtype=np.int64), mask.sum(axis=0, dtype=np.int64)
+        peak = image if image.ndim == 2 else image.max(axis=2)
+        mask = peak > threshold
+        rows, cols = mask.sum(axis=1, dtype=np.int64), mask.sum(axis=0, dtype=np.int64)
     total = int(rows.sum())
     if total == 0:
         return ((image.shape[0] - 1) / 2.0, (image.shape[1] - 1) / 2.0)

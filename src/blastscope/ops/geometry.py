@@ -125,14 +125,18 @@ def warp(image: np.ndarray, matrix: np.ndarray, border_value: int = 0) -> np.nda
     if matrix.shape not in ((2, 3), (3, 3)):
         raise ValueError(f"matrix must have shape (2, 3) or (3, 3), got shape={matrix.shape}")
     height, width = image.shape[:2]
-    return cv2.warpAffine(
-        image,
+    # OpenCV's vectorised bilinear warp covers 4-channel uint8 but not 3-channel: warping RGBA
+    # and dropping alpha gives the same RGB values (tested) in about half the time.
+    rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+    out = cv2.warpAffine(
+        rgba,
         matrix[:2],
         (width, height),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(border_value, border_value, border_value),
+        borderValue=(border_value, border_value, border_value, 0),
     )
+    return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
 
 
 def gaussian_kernel_size(sigma: float, truncate: float = 4.0) -> int:
