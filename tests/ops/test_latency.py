@@ -49,6 +49,28 @@ def test_batched_equals_one_image_at_a_time(timesteps):
             np.testing.assert_array_equal(got[b], _one_image_reference(images[b], timesteps))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("timesteps", [2, 15])
+def test_every_dtype_and_path_gives_the_float64_spikes(dtype, timesteps):
+    """float16/32 sort integer keys in NumPy, bfloat16 takes the torch path: all equal the reference."""
+    rng = np.random.default_rng(1)
+    images = _images(rng)
+    exact = torch.from_numpy(images).to(dtype)  # values rounded to the dtype, then compared in float64
+    expected = np.stack([_one_image_reference(im, timesteps) for im in exact.double().numpy()])
+    np.testing.assert_array_equal(intensity_to_latency(exact, timesteps).numpy(), expected)
+    np.testing.assert_array_equal(spike_latency(exact, timesteps).numpy(),
+                                  first_spike_latency(torch.from_numpy(expected)).numpy())
+
+
+def test_negative_zero_never_fires():
+    """-0.0 passes the non-negativity check; its bit pattern must not sort as the largest value."""
+    x = torch.tensor([[[[0.5, -0.0, 0.2, 0.0]]]], dtype=torch.float32)
+    spikes = intensity_to_latency(x, 3)
+    assert not spikes[0, :, 0, 0, 1].any() and not spikes[0, :, 0, 0, 3].any()
+    assert spikes[0, 0, 0, 0, 0] and spikes[0, -1, 0, 0, 2]
+    assert spike_latency(x, 3)[0, 0, 0].tolist() == [0, 3, 1, 3]
+
+
 def test_cumulative_and_first_spike_consistent():
     """Invariants: spikes are monotone in t; first_spike_latency recovers spike_latency; spikes[t] == latency <= t."""
     x = torch.rand(3, 4, 7, 7) * (torch.rand(3, 4, 7, 7) > 0.2)
@@ -117,3 +139,19 @@ def test_rejects_bad_input():
         spike_latency(torch.rand(3, 3), 15)
     with pytest.raises(ValueError, match="B, T, C, H, W"):
         first_spike_latency(torch.zeros(2, 3, 3, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_row_blocks_on_several_threads_give_the_same_spikes(threads):
+    """Images are coded independently, so splitting the batch over threads changes nothing."""
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy((rng.random((5, 3, 8, 9)) ** 3 * (rng.random((5, 3, 8, 9)) > 0.2)).astype(np.float32))
+    expected = np.stack([_one_image_reference(im, 6) for im in x.double().numpy()])
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        spikes, latency = intensity_to_latency(x, 6), spike_latency(x, 6)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(spikes.numpy(), expected)
+    np.testing.assert_array_equal(latency.numpy(), first_spike_latency(torch.from_numpy(expected)).numpy())

@@ -14,9 +14,10 @@ Definition used here (per image, over its ``C * H * W`` values ``v``):
 
 Deliberate differences from SpykeTorch's ``Intensity2Latency`` (one image at a time):
 
-* Batched: one sort per batch, no Python loop over images. On the CPU the sort is NumPy's
-  (vectorised; about 15x faster than ``torch.sort`` for 40,000 values per row on AVX2), which
-  gives the same sorted values.
+* Batched: one sort per batch, no Python loop over images. On the CPU the sort is NumPy's, of
+  the floats' bit patterns read as unsigned integers (the same order for values >= 0; about 10x
+  faster than ``torch.sort`` for 40,000 values per row on AVX2), and each spike map is one
+  comparison against a per-image threshold.
 * SpykeTorch uses bins of ``n // T`` values and drops the remaining ``n % T`` weakest non-zero
   values (they never fire), and fails when ``n < T``. Here bin sizes differ by at most one,
   every non-zero value fires by step ``T - 1``, and ``n < T`` simply leaves some bins empty.
@@ -43,39 +44,108 @@ def _check_timesteps(timesteps: int) -> None:
         raise ValueError(f"timesteps must be an integer >= 1, got timesteps={timesteps!r}")
 
 
-def _latency(x: torch.Tensor, timesteps: int) -> torch.Tensor:
-    """Latencies of ``x`` (checked ``(B, C, H, W)``, >= 0) as a compact integer tensor (B, C*H*W)."""
+_SORT_KEY = {torch.float16: np.uint16, torch.float32: np.uint32, torch.float64: np.uint64}
+
+
+def _check(x: torch.Tensor, timesteps: int) -> None:
     _check_timesteps(timesteps)
     if x.dim() != 4:
         raise ValueError(f"x must be (B, C, H, W), got shape={tuple(x.shape)}")
+
+
+def _negative_error() -> ValueError:
+    return ValueError("x must be non-negative and free of NaN for latency coding")
+
+
+def _numpy_keys(x: torch.Tensor) -> np.ndarray | None:
+    """``(B, C*H*W)`` order-preserving unsigned-integer keys of a CPU float batch (None: use torch).
+
+    For IEEE floats >= 0 the bit patterns order exactly as the values, and NumPy sorts integers
+    about 1.5x faster than floats (and several times faster than ``torch.sort`` on the CPU).
+    ``-0.0`` (which passes the ``>= 0`` check) is made ``+0.0`` first: its pattern is the largest.
+    Raises ValueError for negative values or NaN.
+    """
+    key = _SORT_KEY.get(x.dtype)
+    if key is None or x.device.type != "cpu" or x.numel() == 0:
+        return None
+    values = x.detach().reshape(x.shape[0], -1).numpy()
+    if not values.min() >= 0:  # also False for NaN
+        raise _negative_error()
+    return (values + 0.0).view(key)
+
+
+def _row_chunks(rows: int, fn) -> None:
+    """Call ``fn(slice)`` on consecutive row blocks, on torch's intra-op thread count.
+
+    NumPy releases the GIL in sorts and comparisons, so the blocks run in parallel; images are
+    independent, so the result does not depend on the split.
+    """
+    workers = min(torch.get_num_threads(), rows)
+    if workers <= 1:
+        fn(slice(0, rows))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, rows, workers + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(fn, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]:
+            future.result()
+
+
+def _order_index(nonzero: np.ndarray | torch.Tensor, timesteps: int, width: int):
+    """Positions in each ascending-sorted row of ``s_k``, the ``m_k``-th largest value, ``k = 1..T-1``.
+
+    ``m_k = ceil(k * n / T)`` (at least 1) with ``n`` the image's non-zero count, so
+    ``s_1 >= s_2 >= ...`` and ``floor(rank(v) * T / n)`` (``rank`` = values strictly greater)
+    equals the number of ``s_k`` above ``v``: ``T - 1`` order statistics per image replace a
+    full rank computation, and ties compare equal and share a latency.
+    """
+    k = np.arange(1, timesteps).reshape(1, -1)
+    m = np.maximum((k * np.asarray(nonzero).reshape(-1, 1) + timesteps - 1) // timesteps, 1)
+    return width - m
+
+
+def _numpy_thresholds(keys: np.ndarray, timesteps: int) -> np.ndarray:
+    """``(B, T - 1)`` keys of ``s_1 >= ... >= s_{T-1}``; images without a non-zero value get the largest key."""
+    nonzero = np.count_nonzero(keys, axis=1)
+    index = _order_index(nonzero, timesteps, keys.shape[1])
+    thresholds = np.take_along_axis(np.sort(keys, axis=1), index, axis=1)
+    thresholds[nonzero == 0] = np.iinfo(keys.dtype).max
+    return thresholds
+
+
+def _torch_latency(x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """The same latencies with torch ops (devices other than the CPU, bfloat16), int64 ``(B, C*H*W)``."""
     if not bool((x >= 0).all()):
-        raise ValueError("x must be non-negative and free of NaN for latency coding")
-    batch = x.shape[0]
-    flat = x.detach().reshape(batch, -1).contiguous()
-    small = torch.uint8 if timesteps < 255 else torch.int32
+        raise _negative_error()
+    flat = x.detach().reshape(x.shape[0], -1)
     if timesteps == 1:
-        return torch.where(flat > 0, 0, 1).to(small)
-    # floor(rank * T / n) counts the k in 1..T-1 with rank >= m_k = ceil(k * n / T), and
-    # rank >= m holds exactly when v is below the m-th largest value. So T - 1 order statistics per
-    # image replace a full rank computation, and the latency of v is the number of those order
-    # statistics above it; ties compare equal and share a latency.
-    nonzero = (flat > 0).sum(dim=1, keepdim=True)
-    k = torch.arange(1, timesteps, device=x.device).view(1, -1)
-    m = torch.div(k * nonzero + timesteps - 1, timesteps, rounding_mode="floor").clamp(min=1)
-    if flat.device.type == "cpu" and flat.dtype in (torch.float16, torch.float32, torch.float64) and flat.numel():
-        # NumPy's vectorised sort and comparisons run several times faster than torch's on CPU
-        values = flat.numpy()
-        ascending = np.sort(values, axis=1)
-        thresholds = np.take_along_axis(ascending, values.shape[1] - m.numpy(), axis=1)
-        latency = np.zeros(values.shape, dtype=np.uint8 if small == torch.uint8 else np.int32)
-        for j in range(timesteps - 1):
-            latency += values < thresholds[:, j : j + 1]
-        latency[values <= 0] = timesteps
-        return torch.from_numpy(latency)
-    ascending = torch.sort(flat, dim=1).values
-    thresholds = ascending.gather(1, flat.shape[1] - m).flip(1).contiguous()  # ascending in value
+        return torch.where(flat > 0, 0, 1)
+    nonzero = (flat > 0).sum(dim=1).cpu().numpy()
+    index = torch.from_numpy(_order_index(nonzero, timesteps, flat.shape[1])).to(flat.device)
+    thresholds = torch.sort(flat, dim=1).values.gather(1, index).flip(1).contiguous()  # ascending
     latency = (timesteps - 1) - torch.searchsorted(thresholds, flat, right=True)
-    return torch.where(flat > 0, latency, timesteps).to(small)
+    return torch.where(flat > 0, latency, timesteps)
+
+
+def _latency(x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """Latencies of ``x`` (``(B, C, H, W)``, >= 0) as an integer tensor ``(B, C*H*W)``."""
+    _check(x, timesteps)
+    keys = _numpy_keys(x)
+    if keys is None:
+        return _torch_latency(x, timesteps)
+    latency = np.zeros(keys.shape, dtype=np.uint8 if timesteps < 255 else np.int32)
+
+    def fill(rows: slice) -> None:
+        block, out = keys[rows], latency[rows]
+        if timesteps > 1:
+            thresholds = _numpy_thresholds(block, timesteps)
+            for j in range(timesteps - 1):
+                out += block < thresholds[:, j : j + 1]
+        out[block == 0] = timesteps
+
+    _row_chunks(len(keys), fill)
+    return torch.from_numpy(latency)
 
 
 def spike_latency(x: torch.Tensor, timesteps: int = 15) -> torch.Tensor:
@@ -101,14 +171,30 @@ def intensity_to_latency(x: torch.Tensor, timesteps: int = 15) -> torch.Tensor:
     Returns:
         bool ``(B, T, C, H, W)``; ``out[:, t]`` is True where the value has fired at or before
         step ``t`` (monotone in ``t``).
+
+    The latencies are never materialised: ``latency(v) <= t`` holds exactly when ``v >= s_{t+1}``
+    (the order statistics of :func:`_order_index` fall with ``k``), and step ``T - 1`` holds for
+    every ``v > 0``, so each spike map is one comparison written straight into the output.
     """
-    latency = _latency(x, timesteps)
+    _check(x, timesteps)
     b, c, h, w = x.shape
-    if latency.device.type == "cpu":
-        steps = np.arange(timesteps, dtype=latency.numpy().dtype).reshape(1, timesteps, 1)
-        return torch.from_numpy(latency.numpy()[:, None, :] <= steps).reshape(b, timesteps, c, h, w)
-    steps = torch.arange(timesteps, device=x.device, dtype=latency.dtype).view(1, timesteps, 1)
-    return (latency.unsqueeze(1) <= steps).reshape(b, timesteps, c, h, w)
+    keys = _numpy_keys(x)
+    if keys is None:
+        latency = _torch_latency(x, timesteps)
+        steps = torch.arange(timesteps, device=x.device, dtype=latency.dtype).view(1, timesteps, 1)
+        return (latency.unsqueeze(1) <= steps).reshape(b, timesteps, c, h, w)
+    out = np.empty((b, timesteps, keys.shape[1]), dtype=bool)
+
+    def fill(rows: slice) -> None:
+        block, spikes = keys[rows], out[rows]
+        if timesteps > 1:
+            thresholds = _numpy_thresholds(block, timesteps)
+            for t in range(timesteps - 1):
+                np.greater_equal(block, thresholds[:, t : t + 1], out=spikes[:, t])
+        np.greater(block, 0, out=spikes[:, timesteps - 1])
+
+    _row_chunks(b, fill)
+    return torch.from_numpy(out).reshape(b, timesteps, c, h, w)
 
 
 def first_spike_latency(spikes: torch.Tensor) -> torch.Tensor:
