@@ -59,6 +59,6 @@ def test_report_and_metrics_show_the_skipped_files(damaged, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((run / "metrics.json").read_text())["skipped"] == 2
     html = build_report(run).read_text()
-    assert "2 unreadable file(s) were skipped" in html
+    assert "2 file(s) were skipped as unreadable or badly named" in html
     for path in bad:
         assert path in html

@@ -63,7 +63,7 @@ def test_identical_files_warned_before_training(loose, tmp_path, caplog, monkeyp
         raise Stop
 
     monkeypatch.setattr(cv, "_fit_arm", stop)
-    config = resolve_config("sd_net", "quick", ["data.folds=2", "data.resize=32"])
+    config = resolve_config("sd_net", "quick", ["data.folds=2", "data.resize=48"])
     with caplog.at_level(logging.WARNING), pytest.raises(Stop):
         run_cv(config, read_dataset(loose), tmp_path / "run")
     warned = [r.getMessage() for r in caplog.records if "identical files under two subjects" in r.getMessage()]

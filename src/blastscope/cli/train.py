@@ -47,14 +47,25 @@ def recipes_cmd() -> None:
 
 
 # ---------------------------------------------------------------- cv
-def _load_index(data_dir: Path | None, config, layout: str, subjects_csv):
+def _load_index(data_dir: Path | None, config, layout: str, subjects_csv, skip_invalid: bool = False):
+    """(index, data folder, [(file, reason)] the reader left out: only with ``skip_invalid``)."""
+    from blastscope.data.cnmc import BadNamesError
+    from blastscope.data.index import IndexError_
     from blastscope.data.readers import read_dataset
     from blastscope.data.synth import ensure_synthetic
 
     if data_dir is None:
         data_dir = ensure_synthetic(config.data.synthetic)
         click.echo(f"data: built-in synthetic C-NMC ({config.data.synthetic}) at {data_dir}", err=True)
-    return read_dataset(data_dir, layout=layout, subjects_csv=subjects_csv, class_map=config.data.class_map), data_dir
+    problems: list[dict] | None = [] if skip_invalid else None
+    try:
+        index = read_dataset(data_dir, layout=layout, subjects_csv=subjects_csv, class_map=config.data.class_map, problems=problems)
+    except BadNamesError as e:
+        raise IndexError_(f"{e}\nrename or remove them, or leave them out with --skip-invalid (listed in RUN/skipped.csv)") from None
+    skipped = [(p["file"], p["problem"]) for p in problems or []]
+    if skipped:
+        click.echo(f"leaving out {len(skipped)} file(s) whose names cannot be indexed (--skip-invalid; see RUN/skipped.csv)", err=True)
+    return index, data_dir, skipped
 
 
 @main.command("cv")
@@ -69,7 +80,8 @@ def _load_index(data_dir: Path | None, config, layout: str, subjects_csv):
               help="image: explicit, optimistic image-level grouping for data without subject ids.")
 @click.option("--layout", type=click.Choice(["auto", "cnmc", "all-idb1", "all-idb2", "folder"]), default="auto")
 @click.option("--subjects-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option("--skip-invalid", is_flag=True, help="Leave out unreadable images (listed in RUN/skipped.csv) instead of stopping.")
+@click.option("--skip-invalid", is_flag=True,
+              help="Leave out unreadable images and files whose names cannot be indexed (listed in RUN/skipped.csv) instead of stopping.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of tables.")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel training processes on this machine (torch DDP, gloo). Under torchrun the launcher's processes are used.")
@@ -77,6 +89,7 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
     """Subject-level cross-validation of RECIPE: one model per fold, majority vote on held-out data."""
     from blastscope.config import ConfigError, resolve_config
     from blastscope.data.index import IndexError_
+    from blastscope.engine.distributed import MainProcessError
     from blastscope.evaluation.aggregate import aggregate_run
     from blastscope.evaluation.cross_validation import RunFolderError, run_cv
 
@@ -85,7 +98,7 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
         overrides += ["data.grouping=image", "data.fold_mode=image"]
     try:
         config = resolve_config(recipe, profile, overrides)
-        index, data_dir = _load_index(data_dir, config, layout, subjects_csv)
+        index, data_dir, skipped = _load_index(data_dir, config, layout, subjects_csv, skip_invalid)
     except (ConfigError, IndexError_) as e:
         _fail(str(e))
     out = out or Path("runs") / (config.recipe + (f"-{profile}" if profile else ""))
@@ -94,9 +107,10 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
         from blastscope.engine.distributed import run_data_parallel
 
         report = run_data_parallel(run_cv, devices, (config, index, out),
-                                   {"folds": [f - 1 for f in folds] or None, "progress": _bar, "skip_invalid": skip_invalid})
-    except (ConfigError, IndexError_, RunFolderError, ValueError) as e:
-        _fail(str(e))
+                                   {"folds": [f - 1 for f in folds] or None, "progress": _bar, "skip_invalid": skip_invalid,
+                                    "skipped": skipped})
+    except (ConfigError, IndexError_, RunFolderError, ValueError, MainProcessError) as e:
+        _fail(str(e))  # MainProcessError: a torchrun rank other than 0, whose rank 0 failed (and says why)
     if not report:  # a torchrun rank other than 0
         return
     elapsed = time.perf_counter() - t0

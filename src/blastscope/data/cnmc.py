@@ -22,7 +22,7 @@ import pandas as pd
 
 from blastscope.data.index import IndexError_, make_index
 
-__all__ = ["CnmcName", "parse_cnmc_name", "read_cnmc", "is_cnmc_official", "NameError_"]
+__all__ = ["CnmcName", "parse_cnmc_name", "read_cnmc", "is_cnmc_official", "NameError_", "BadNamesError"]
 
 # ASCII digits only, at most 9 per number (no int() of a 5000-digit string), and nothing after ".bmp".
 _NAME = re.compile(r"^UID_(H?[0-9]{1,9}|A[0-9]{1,9})_([0-9]{1,9})_([0-9]{1,9})_(all|hem|aml)\.bmp\Z", re.IGNORECASE | re.ASCII)
@@ -32,6 +32,19 @@ _BAD_NAME = "name does not follow UID_<subject>_<image>_<cell>_<all|hem>.bmp"
 
 class NameError_(ValueError):
     """A file name that does not follow the C-NMC naming scheme."""
+
+
+class BadNamesError(IndexError_):
+    """Training files the reader cannot index; ``problems`` lists every one as ``{"file", "problem"}``."""
+
+    def __init__(self, root: Path, problems: list[dict]):
+        self.root, self.problems = root, list(problems)
+        lines = "".join(f"\n  {p['file']}" + ("" if p["problem"] == _BAD_NAME else f" ({p['problem']})") for p in self.problems)
+        super().__init__(f"{len(self.problems)} files under {root} do not follow the C-NMC naming scheme "
+                         f"UID_<subject>_<image>_<cell>_<all|hem>.bmp or disagree with their class folder:{lines}")
+
+    def __reduce__(self):
+        return type(self), (self.root, self.problems)
 
 
 @dataclass(frozen=True)
@@ -106,9 +119,10 @@ def _held_out(top: Path, split: str) -> list[dict]:
 def read_cnmc(root: Path | str, problems: list[dict] | None = None) -> pd.DataFrame:
     """Index a C-NMC tree (official layout or loose ``UID_*.bmp`` files).
 
-    Files in a training folder whose names do not parse raise :class:`IndexError_` naming them,
-    as does a name whose label disagrees with its ``all``/``hem`` folder. With a ``problems``
-    list such files are left out instead and appended to it as ``{"file", "problem"}``.
+    Files in a training folder whose names do not parse, and names whose label disagrees with
+    their ``all``/``hem`` folder, raise one :class:`BadNamesError` listing every one of them. With
+    a ``problems`` list such files are left out instead and appended to it as ``{"file", "problem"}``
+    (absolute paths), e.g. for ``blastscope cv --skip-invalid`` or ``blastscope data check``.
     """
     root = Path(root)
     rows: list[dict] = []
@@ -120,10 +134,10 @@ def read_cnmc(root: Path | str, problems: list[dict] | None = None) -> pd.DataFr
                 try:
                     parsed = parse_cnmc_name(image.name)
                 except NameError_:
-                    bad.append((str(image), _BAD_NAME))
+                    bad.append((str(image.resolve()), _BAD_NAME))
                     continue
                 if image.parent.name.lower() in ("all", "hem", "aml") and image.parent.name.lower() != parsed.label:
-                    bad.append((str(image), f"name says {parsed.label}, folder says {image.parent.name}"))
+                    bad.append((str(image.resolve()), f"name says {parsed.label}, folder says {image.parent.name}"))
                     continue
                 rows.append(dict(path=str(image.resolve()), label=parsed.label, subject_id=parsed.subject_id,
                                  source="cnmc", split="train", fold=fold))
@@ -134,15 +148,14 @@ def read_cnmc(root: Path | str, problems: list[dict] | None = None) -> pd.DataFr
             try:
                 parsed = parse_cnmc_name(image.name)
             except NameError_:
-                bad.append((str(image), _BAD_NAME))
+                bad.append((str(image.resolve()), _BAD_NAME))
                 continue
             rows.append(dict(path=str(image.resolve()), label=parsed.label, subject_id=parsed.subject_id, source="cnmc"))
-    if bad and problems is not None:
-        problems += [{"file": f, "problem": why} for f, why in bad]
-    elif bad:
-        named = [f if why == _BAD_NAME else f"{f} ({why})" for f, why in bad]
-        shown = "; ".join(named[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
-        raise IndexError_(f"{len(bad)} files under {root} do not follow the C-NMC naming scheme: {shown}")
+    found = [{"file": f, "problem": why} for f, why in bad]
+    if found and problems is None:
+        raise BadNamesError(root, found)
+    if problems is not None:
+        problems += found
     if not rows:
         raise IndexError_(f"no C-NMC images found under {root}")
     return make_index(rows)

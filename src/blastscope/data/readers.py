@@ -47,8 +47,10 @@ def read_dataset(
 ) -> pd.DataFrame:
     """Return the sample index of the data set at ``root`` (see :mod:`blastscope.data.index`).
 
-    ``problems``: when given, files the reader cannot index (C-NMC names that do not parse) are
-    left out and appended to it as ``{"file", "problem"}`` instead of raising.
+    ``problems``: when given, files the reader cannot index (C-NMC names that do not parse or
+    disagree with their class folder) are left out and appended to it as ``{"file", "problem"}``
+    (absolute paths) instead of raising :class:`~blastscope.data.cnmc.BadNamesError` listing them
+    all. ``blastscope cv --skip-invalid`` passes one and records them in ``RUN/skipped.csv``.
     """
     root = Path(root)
     kind = detect_layout(root) if layout == "auto" else layout

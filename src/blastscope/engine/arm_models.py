@@ -5,15 +5,21 @@ arm (SDCT-AuxNet-theta, Gehlot et al. 2020 section 3.4) predicts with its source
 fusion arm (LeukoNet Stage-3) lists the specs of the two models it takes as ``first=``/``second=``.
 Trained weights (the whole state dict, fused sub-models included) come from the run folder's
 ``best.safetensors``; no stain estimate is needed because the weights overwrite the initial one.
+:func:`load_fold_model` is the one loader of a fold's trained arm (cross-validation uses it too).
+:func:`check_input_sizes` refuses, before anything is trained, a configuration whose image size
+a model cannot take.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from blastscope.config import ArmConfig, RunConfig
 
-__all__ = ["model_spec", "build_model", "load_fold_model"]
+__all__ = ["model_spec", "build_model", "load_fold_model", "check_input_sizes"]
+
+logger = logging.getLogger(__name__)
 
 
 def model_spec(config: RunConfig, arm: ArmConfig) -> dict:
@@ -75,3 +81,29 @@ def load_fold_model(run_dir: Path, config: RunConfig, arm_name: str, fold: int):
     if stored.exists():
         model_input.load_arrays(load_file(str(stored)))
     return model, model_input
+
+
+def check_input_sizes(config: RunConfig) -> None:
+    """Raise ``ValueError`` naming the arm and model when a model cannot take the configured images.
+
+    Each arm with its own model (auxiliary arms reuse their source's; fusion models are probed with
+    fresh sub-models) runs one ``data.resize`` (else ``data.canvas``) square RGB image; see
+    :func:`blastscope.models._registry.check_input_size`. Arms with another model input (``spike``), whose
+    network size the input sets, and configurations without a fixed size are not checked here.
+    """
+    from blastscope.models._registry import check_input_size
+
+    side = config.data.resize or config.data.canvas
+    if side is None:
+        return
+    for arm in config.arms:
+        if arm.model is None:
+            continue
+        if arm.input != "rgb":
+            logger.debug("arm %r: input %r sets the network's input size; not checked against %d px", arm.name, arm.input, side)
+            continue
+        kwargs = {k: v for k, v in arm.kwargs.items() if k not in ("first", "second")}
+        try:
+            check_input_size(arm.model, side, in_channels=3, num_classes=len(config.data.classes), **kwargs)
+        except (ValueError, TypeError) as e:  # TypeError: kwargs the entrypoint does not take
+            raise ValueError(f"arm {arm.name!r}: {e}") from None

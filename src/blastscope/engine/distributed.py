@@ -15,7 +15,9 @@ Launch either way:
   launcher's environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) is used;
 * ``blastscope cv RECIPE --devices N``: :func:`run_data_parallel` spawns ``N`` local processes.
 
-Only rank 0 writes training files; the others read the same (shared) run folder.
+Only rank 0 writes files; the others read the same (shared) run folder. A step that only rank 0
+should do (evaluation, writing predictions) runs through :func:`run_on_main`: the other ranks wait
+for its result and see its failure as :class:`MainProcessError` instead of waiting forever.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import pickle
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -34,8 +37,10 @@ from torch import Tensor, nn
 
 __all__ = [
     "DistributedBatchNorm2d",
+    "MainProcessError",
     "all_reduce_sum",
     "barrier",
+    "broadcast_object",
     "gather_strided",
     "init_from_env",
     "is_distributed",
@@ -44,6 +49,7 @@ __all__ = [
     "launched_by_torchrun",
     "rank",
     "run_data_parallel",
+    "run_on_main",
     "shard_positions",
     "sync_batchnorm",
     "world_size",
@@ -53,6 +59,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _BN_GROUP: Any = None
+# How long a rank waits in a collective: the others wait for rank 0 while it alone decodes the
+# images and evaluates, which on a large data set on CPU can exceed torch's default of 30 minutes.
+WAIT_TIMEOUT = timedelta(hours=6)
 
 
 def is_distributed() -> bool:
@@ -76,6 +85,50 @@ def is_main_process() -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+class MainProcessError(RuntimeError):
+    """Raised on ranks other than 0 when a step that rank 0 ran for everyone failed there.
+
+    ``value_error``: whether rank 0's exception was a ``ValueError`` (bad input rather than a bug).
+    """
+
+    def __init__(self, message: str, value_error: bool = False):
+        super().__init__(message)
+        self.value_error = value_error
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's ``value`` (any small picklable object) on every rank; ``value`` itself when not distributed."""
+    if not is_distributed():
+        return value
+    box = [value if is_main_process() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def run_on_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` on rank 0 only; every rank returns its (small, picklable) result.
+
+    The other ranks wait for rank 0 (this is a barrier). When ``fn`` raises, rank 0 re-raises the
+    exception and the other ranks raise :class:`MainProcessError` naming it, so no rank waits for a
+    step that will never come. Not distributed: simply ``fn(*args, **kwargs)``.
+    """
+    if not is_distributed():
+        return fn(*args, **kwargs)
+    outcome: tuple[str, Any, bool] = ("ok", None, False)
+    error: BaseException | None = None
+    if is_main_process():
+        try:
+            outcome = ("ok", fn(*args, **kwargs), False)
+        except Exception as e:  # noqa: BLE001 - reported to every rank, then re-raised unchanged
+            error, outcome = e, ("error", f"{type(e).__name__}: {e}", isinstance(e, ValueError))
+    status, value, value_error = broadcast_object(outcome)
+    if error is not None:
+        raise error
+    if status == "error":
+        raise MainProcessError(f"rank 0 failed: {value}", value_error)
+    return value
 
 
 def all_reduce_sum(values: list[float]) -> list[float]:
@@ -212,7 +265,7 @@ def launched_by_torchrun() -> bool:
 def init_from_env(backend: str = "gloo") -> None:
     """Join the process group described by the launcher's environment variables."""
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, timeout=WAIT_TIMEOUT)
     logger.info("process %d of %d joined (%s)", dist.get_rank(), dist.get_world_size(), backend)
 
 
@@ -222,21 +275,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(local_rank: int, payload: bytes, nprocs: int, init_method: str, threads: int | None) -> None:
+def _worker(local_rank: int, payload: bytes, nprocs: int, init_method: str, threads: int | None,
+            failures: Any = None) -> None:
     global _BN_GROUP
     fn, args, kwargs = pickle.loads(payload)
     if threads is not None:
         torch.set_num_threads(threads)
-    dist.init_process_group("gloo", init_method=init_method, rank=local_rank, world_size=nprocs)
+    dist.init_process_group("gloo", init_method=init_method, rank=local_rank, world_size=nprocs, timeout=WAIT_TIMEOUT)
     try:
         if local_rank != 0 and "progress" in kwargs:
             from blastscope.engine.progress import no_progress
 
             kwargs = {**kwargs, "progress": no_progress}
         fn(*args, **kwargs)
+    except Exception as e:
+        if failures is not None:  # the parent re-raises the original error, not a traceback dump
+            secondary = isinstance(e, MainProcessError)
+            failures.put((local_rank, secondary, e.value_error if secondary else isinstance(e, ValueError), f"{e}"))
+        raise
     finally:
         _BN_GROUP = None
         dist.destroy_process_group()
+
+
+def _root_cause(failures: Any) -> Exception | None:
+    """The error the workers reported first in cause order: an original error (lowest rank) before a MainProcessError."""
+    reports = []
+    while not failures.empty():
+        reports.append(failures.get())
+    if not reports:
+        return None
+    rank_, _, value_error, message = min(reports, key=lambda r: (r[1], r[0]))
+    where = f" (in process {rank_} of the data-parallel run)" if rank_ else ""
+    return (ValueError if value_error else RuntimeError)(f"{message}{where}")
 
 
 def launch(fn: Callable[..., Any], nprocs: int, args: tuple = (), kwargs: dict[str, Any] | None = None,
@@ -247,7 +318,9 @@ def launch(fn: Callable[..., Any], nprocs: int, args: tuple = (), kwargs: dict[s
     own copy of them (arrays and weights are copied, not shared). ``threads``: torch
     threads per process (default: this machine's cores divided by ``nprocs``, at least 1). Ranks
     other than 0 get ``progress=no_progress`` when ``progress`` is passed. Returns when all are
-    done; an exception in any process is raised here.
+    done. An exception in any process is raised here with its message: a ``ValueError`` when the
+    original was one (e.g. unreadable images), else a ``RuntimeError``; rank 0's own error wins
+    over the :class:`MainProcessError` it causes elsewhere.
     """
     if nprocs < 1:
         raise ValueError(f"nprocs must be >= 1, got nprocs={nprocs}")
@@ -258,8 +331,15 @@ def launch(fn: Callable[..., Any], nprocs: int, args: tuple = (), kwargs: dict[s
     # Plain pickle gives every process its own copy: torch.multiprocessing would move tensors
     # (model weights) into shared memory, and all ranks would then update the same weights.
     payload = pickle.dumps((fn, tuple(args), dict(kwargs or {})))
-    mp.start_processes(_worker, args=(payload, nprocs, init_method, threads), nprocs=nprocs, join=True,
-                       start_method="spawn")
+    failures = mp.get_context("spawn").SimpleQueue()
+    try:
+        mp.start_processes(_worker, args=(payload, nprocs, init_method, threads, failures), nprocs=nprocs, join=True,
+                           start_method="spawn")
+    except mp.ProcessRaisedException:
+        cause = _root_cause(failures)
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def run_data_parallel(fn: Callable[..., Any], devices: int, args: tuple = (),

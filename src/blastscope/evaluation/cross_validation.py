@@ -12,12 +12,19 @@ fold ``arms/<arm>/fold_<k>/`` with ``best.safetensors``, ``history.csv``, ``pred
 ``fold.json`` (written last: the fold is complete). Completed folds are never recomputed, so an
 interrupted run resumes where it stopped, and folds run as separate processes (``folds=[k]``)
 merge by running the aggregation once all are done.
+
+Data-parallel (every process of a :mod:`blastscope.engine.distributed` group calls :func:`run_cv`):
+all processes train every CNN together, but only rank 0 decodes the images into the cache, writes
+the run files, evaluates the trained models and writes ``predictions.csv``, ``svm.safetensors``
+and ``fold.json``; the other ranks open the cache rank 0 built and wait for each step (a failure
+there reaches them as :class:`~blastscope.engine.distributed.MainProcessError`).
 """
 from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +38,9 @@ from blastscope.data.check import duplicate_problems
 from blastscope.data.decode import UnreadableImagesError
 from blastscope.data.index import validate_index, write_index_csv
 from blastscope.data.preprocess import Preprocess
+from blastscope.engine import distributed as ddp
+from blastscope.engine.arm_models import check_input_sizes, load_fold_model
 from blastscope.engine.atomic import atomic_write_json, atomic_write_text
-from blastscope.engine.checkpoint import load_weights
 from blastscope.engine.inference import predict_arrays
 from blastscope.engine.inputs import ModelInput, build_input
 from blastscope.engine.progress import ProgressFactory, no_progress
@@ -224,6 +232,12 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     return (model, model_input), info
 
 
+def _plan_without(config: RunConfig, index: pd.DataFrame, skipped: list[tuple[str, str]]) -> CVPlan:
+    """The plan of ``index`` without the ``(file, reason)`` files (folds are assigned afresh)."""
+    files = {f for f, _ in skipped}
+    return plan_cv(config, index[~index["path"].map(lambda p: str(Path(p))).isin(files)])
+
+
 def _decode_all(plan: CVPlan, index: pd.DataFrame, cache: ImageCache, preprocess: Preprocess, skip_invalid: bool,
                 progress: ProgressFactory) -> tuple[np.ndarray, CVPlan, list[tuple[str, str]]]:
     """Decode every image once (building the cache) before anything is trained.
@@ -245,14 +259,14 @@ def _decode_all(plan: CVPlan, index: pd.DataFrame, cache: ImageCache, preprocess
                                             "(blastscope cv --skip-invalid), which lists them in RUN/skipped.csv") from None
             skipped = [(err.path, err.reason) for err in e.errors]
             logger.warning("leaving out %d unreadable image file(s); they are listed in skipped.csv", len(skipped))
-            plan = plan_cv(plan.config, index[~index["path"].map(lambda p: str(Path(p))).isin({f for f, _ in skipped})])
+            plan = _plan_without(plan.config, index, skipped)
     frame = plan.index
     for problem in duplicate_problems(paths, frame["subject_id"].tolist(), frame["label"].tolist(), cache.digests(paths), "identical files"):
         logger.warning("%s (blastscope data check finds identical pixels too)", problem["problem"])
     return images, plan, skipped
 
 
-def _fitted_input(arm: ArmConfig, arm_dir: Path, train_images: np.ndarray | None) -> ModelInput:
+def _fitted_input(arm: ArmConfig, arm_dir: Path, train_images: np.ndarray) -> ModelInput:
     """The arm's model input, fitted on the fold's training images (or loaded once fitted)."""
     from safetensors.numpy import load_file, save_file
 
@@ -262,11 +276,9 @@ def _fitted_input(arm: ArmConfig, arm_dir: Path, train_images: np.ndarray | None
     stored = arm_dir / "input.safetensors"
     if stored.exists():
         return model_input.load_arrays(load_file(str(stored)))
-    if train_images is None:
-        return model_input
-    model_input.fit(train_images)
+    model_input.fit(train_images)  # every rank fits (deterministic); rank 0 writes
     arrays = model_input.to_arrays()
-    if arrays:
+    if arrays and ddp.is_main_process():
         atomic_write(stored, lambda p: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(p)))
     return model_input
 
@@ -314,25 +326,80 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     return outputs, info
 
 
-def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[int] | None = None,
-           cache_dir: Path | None = None, progress: ProgressFactory = no_progress, skip_invalid: bool = False) -> CVPlan:
-    """Train and evaluate every arm on every (or the given) fold; returns the plan.
+def _prepare(plan: CVPlan, index: pd.DataFrame, run_dir: Path, cache: ImageCache, preprocess: Preprocess,
+             skip_invalid: bool, skipped_before: list[tuple[str, str]], progress: ProgressFactory) -> tuple[str, list[tuple[str, str]]]:
+    """Rank 0's part before training: decode into the cache, check and write the run files.
 
-    Every image is decoded before training; unreadable files are an error listing them all, or with
-    ``skip_invalid`` are left out and recorded in ``skipped.csv`` and run.json ``skipped``.
-    Aggregation into ``metrics.json`` is :func:`blastscope.evaluation.aggregate.aggregate_run`.
+    Returns the cache file and the files left out while decoding (both small, sent to every rank).
     """
+    images, plan, skipped = _decode_all(plan, index, cache, preprocess, skip_invalid, progress)
+    _check_fuse_sources(plan)  # after skip_invalid may have re-planned the folds
+    _check_or_write_run_files(run_dir, plan, skipped_before + skipped)
+    return str(images.filename), skipped
+
+
+def _evaluate_cnn(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, images: np.ndarray, model: nn.Module,
+                  model_input: ModelInput, info: dict) -> None:
+    """Predict the fold's validation cells and the held-out sets with a trained arm; write its files."""
+    fold = plan.index["fold"].to_numpy()
+    frames = []
+    for name, rows in {"val": np.flatnonzero(fold == k), **plan.held_out}.items():
+        lp, _ = predict_arrays(model, images[rows], plan.config.train.eval_batch_size, input_fn=model_input)
+        frames.append(_prediction_frame(plan, rows, lp, name))
+    _write_fold(arm, k, arm_dir, frames, info)
+
+
+def _evaluate_aux(plan: CVPlan, run_dir: Path, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[str, np.ndarray],
+                  trained: dict[str, tuple[nn.Module, ModelInput]], progress: ProgressFactory) -> None:
+    """Fit the auxiliary SVM on the source arm's trained CNN, apply the theta rule, write the fold's files."""
     from blastscope.estimators.theta_rule import theta_combine
 
+    cnn = _load_trained(plan, run_dir, arm.source, k, trained)
+    outputs, info = _aux_arm(plan, arm, k, arm_dir, arrays, cnn, progress)
+    info["source"] = arm.source
+    frames = []
+    for name, (rows, lp, svm_pred) in outputs.items():
+        frame = _prediction_frame(plan, rows, lp, name)
+        pred, source = theta_combine(np.exp(lp), svm_pred, arm.aux.theta)
+        frame["pred"], frame["answered_by"], frame["svm_pred"] = pred, source, svm_pred
+        frames.append(frame)
+    info["theta"] = arm.aux.theta
+    _write_fold(arm, k, arm_dir, frames, info)
+
+
+def _write_fold(arm: ArmConfig, k: int, arm_dir: Path, frames: list[pd.DataFrame], info: dict) -> None:
+    predictions = pd.concat(frames, ignore_index=True)
+    predictions.insert(0, "fold", k)
+    predictions.insert(0, "arm", arm.name)
+    atomic_write_text(arm_dir / "predictions.csv", predictions.to_csv(index=False))
+    atomic_write_json(arm_dir / "fold.json", {"arm": arm.name, "fold": k, **info})  # last: the fold is done
+    logger.info("%s fold %d done", arm.name, k + 1)
+
+
+def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[int] | None = None,
+           cache_dir: Path | None = None, progress: ProgressFactory = no_progress, skip_invalid: bool = False,
+           skipped: Sequence[tuple[str, str]] = ()) -> CVPlan:
+    """Train and evaluate every arm on every (or the given) fold; returns the plan.
+
+    First every arm's model is checked against the configured image size (a clear ``ValueError``
+    instead of a shape error in training). Every image is decoded before training; unreadable
+    files are an error listing them all, or with ``skip_invalid`` are left out and recorded in
+    ``skipped.csv`` and run.json ``skipped``, after ``skipped``: ``(file, reason)`` pairs the
+    reader already left out (e.g. names that do not parse, see ``read_dataset(problems=...)``).
+    Aggregation into ``metrics.json`` is :func:`blastscope.evaluation.aggregate.aggregate_run`.
+    Data-parallel: call it in every process; see the module docstring.
+    """
     run_dir = Path(run_dir)
+    check_input_sizes(config)
     plan = plan_cv(config, index)
     data = config.data
     preprocess = Preprocess(canvas=data.canvas, resize=data.resize)
     cache = ImageCache(cache_dir or run_dir / "cache")
-    images, plan, skipped = _decode_all(plan, index, cache, preprocess, skip_invalid, progress)
-    arrays = {"all": images}
-    _check_fuse_sources(plan)  # after skip_invalid may have re-planned the folds
-    _check_or_write_run_files(run_dir, plan, skipped)
+    cache_file, decode_skipped = ddp.run_on_main(_prepare, plan, index, run_dir, cache, preprocess, skip_invalid,
+                                                 list(skipped), progress)
+    if decode_skipped:
+        plan = _plan_without(config, index, decode_skipped)
+    arrays = {"all": np.load(cache_file, mmap_mode="r", allow_pickle=False)}
     n_folds = int(plan.index["fold"].max()) + 1
     todo = list(range(n_folds)) if folds is None else folds
     bad = [k for k in todo if not 0 <= k < n_folds]
@@ -343,61 +410,35 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
         trained: dict[str, tuple[nn.Module, ModelInput]] = {}
         for arm in config.arms:
             arm_dir = run_dir / "arms" / arm.name / f"fold_{k}"
-            done = arm_dir / "fold.json"
-            if arm.aux is not None:
-                cnn = _load_trained(plan, run_dir, arm.source, k, trained)
-                if done.exists():
-                    continue
-                outputs, info = _aux_arm(plan, arm, k, arm_dir, arrays, cnn, progress)
-                info["source"] = arm.source
-                frames = []
-                for name, (rows, lp, svm_pred) in outputs.items():
-                    frame = _prediction_frame(plan, rows, lp, name)
-                    pred, source = theta_combine(np.exp(lp), svm_pred, arm.aux.theta)
-                    frame["pred"], frame["answered_by"], frame["svm_pred"] = pred, source, svm_pred
-                    frames.append(frame)
-                info["theta"] = arm.aux.theta
-            else:
-                if done.exists():
-                    continue
-                for name in arm.fuse:  # fusion reuses the fold's trained arms (here or in fuse_from folders), never retrains them
-                    _load_trained(plan, run_dir, name, k, trained, arm.fuse_from)
-                (model, model_input), info = _fit_arm(plan, arm, k, arm_dir, arrays, trained, progress)
-                trained[arm.name] = (model, model_input)
-                fold = plan.index["fold"].to_numpy()
-                frames = []
-                for name, rows in {"val": np.flatnonzero(fold == k), **plan.held_out}.items():
-                    lp, _ = predict_arrays(model, arrays["all"][rows], config.train.eval_batch_size, input_fn=model_input)
-                    frames.append(_prediction_frame(plan, rows, lp, name))
-            predictions = pd.concat(frames, ignore_index=True)
-            predictions.insert(0, "fold", k)
-            predictions.insert(0, "arm", arm.name)
-            atomic_write_text(arm_dir / "predictions.csv", predictions.to_csv(index=False))
-            atomic_write_json(done, {"arm": arm.name, "fold": k, **info})
-            logger.info("%s fold %d done", arm.name, k + 1)
+            if ddp.broadcast_object((arm_dir / "fold.json").exists()):  # every rank takes rank 0's decision
+                continue
+            if arm.aux is not None:  # no training: rank 0 alone
+                ddp.run_on_main(_evaluate_aux, plan, run_dir, arm, k, arm_dir, arrays, trained, progress)
+                continue
+            for name in arm.fuse:  # fusion reuses the fold's trained arms (here or in fuse_from folders), never retrains them
+                _load_trained(plan, run_dir, name, k, trained, arm.fuse_from)
+            (model, model_input), info = _fit_arm(plan, arm, k, arm_dir, arrays, trained, progress)
+            trained[arm.name] = (model, model_input)
+            ddp.run_on_main(_evaluate_cnn, plan, arm, k, arm_dir, arrays["all"], model, model_input, info)
     return plan
 
 
 def _load_trained(plan: CVPlan, run_dir: Path, arm_name: str, k: int,
                   trained: dict[str, tuple[nn.Module, ModelInput]],
                   fuse_from: dict[str, str] | None = None) -> tuple[nn.Module, ModelInput]:
-    """The trained model (and fitted input) of ``arm_name`` in fold ``k``, loaded from the run folder
+    """The trained model (and fitted input) of ``arm_name`` in fold ``k``: the one trained in this
+    process, else loaded by :func:`blastscope.engine.arm_models.load_fold_model` from the run folder
     (or from the run folder ``fuse_from[arm_name]``, built with that run's configuration)."""
-    if arm_name in trained:
-        return trained[arm_name]
     if fuse_from and arm_name in fuse_from:
         folder = Path(fuse_from[arm_name])
-        if not (folder / "arms" / arm_name / f"fold_{k}" / "fold.json").exists():
-            raise RunFolderError(f"run folder {folder}: arm {arm_name!r} fold {k + 1} is not finished")
-        trained[arm_name] = _load_trained(replace(plan, config=read_config(folder / "config.yaml")), folder, arm_name, k, {})
+        if arm_name not in trained:
+            if not (folder / "arms" / arm_name / f"fold_{k}" / "fold.json").exists():
+                raise RunFolderError(f"run folder {folder}: arm {arm_name!r} fold {k + 1} is not finished")
+            trained[arm_name] = load_fold_model(folder, read_config(folder / "config.yaml"), arm_name, k)
         return trained[arm_name]
-    arm = next(a for a in plan.config.arms if a.name == arm_name)
-    if arm.source is not None and arm.model is None:
-        return _load_trained(plan, run_dir, arm.source, k, trained)
-    subs = {name: _load_trained(plan, run_dir, name, k, trained, arm.fuse_from)[0] for name in arm.fuse}
-    model = build_arm_model(arm, len(plan.config.data.classes), None, subs)
-    arm_dir = run_dir / "arms" / arm_name / f"fold_{k}"
-    load_weights(model, arm_dir / "best.safetensors")
-    model.eval()
-    trained[arm_name] = (model, _fitted_input(arm, arm_dir, None))
+    arms = {a.name: a for a in plan.config.arms}
+    while arms[arm_name].model is None:  # an auxiliary arm predicts with its source's CNN
+        arm_name = arms[arm_name].source
+    if arm_name not in trained:
+        trained[arm_name] = load_fold_model(run_dir, plan.config, arm_name, k)
     return trained[arm_name]

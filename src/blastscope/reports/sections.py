@@ -88,7 +88,7 @@ def skipped_section(data: RunData) -> str:
         rows = [[r.get("file", ""), r.get("reason", "")] for r in csv.DictReader(fh)]
     if not rows:
         return ""
-    return (note(f"{len(rows)} unreadable file(s) were skipped (--skip-invalid) and are not part of this run.", "warning")
+    return (note(f"{len(rows)} file(s) were skipped as unreadable or badly named (--skip-invalid) and are not part of this run.", "warning")
             + table(["skipped file", "reason"], rows, caption="Skipped files (skipped.csv)", numeric_from=99))
 
 
