@@ -18,7 +18,7 @@ from typing import Any
 from blastscope.bench.config import BenchConfig
 from blastscope.bench.result import CaseResult
 
-__all__ = ["BenchConfig", "CaseResult", "run_benchmarks", "GROUPS"]
+__all__ = ["GROUPS", "BenchConfig", "CaseResult", "run_benchmarks"]
 
 GROUPS = ("training", "inference", "data", "latency", "svm", "memory", "protocol")
 """Case groups ``run_benchmarks(only=...)`` can select (``data`` needs ``training`` for the waiting share)."""

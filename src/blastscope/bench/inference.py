@@ -12,7 +12,6 @@ low-confidence, so the SVM answers nearly all of them.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from blastscope.bench.config import BenchConfig
 from blastscope.bench.reference import reference_from
 from blastscope.bench.result import CaseResult
-from blastscope.bench.timing import time_call
+from blastscope.bench.timing import interleaved
 
 __all__ = ["run_inference"]
 
@@ -67,12 +66,12 @@ def run_inference(cfg: BenchConfig, images: np.ndarray) -> list[CaseResult]:
     fitted = SpectralSVM(C=10.0, gamma=100.0).fit(feats, np.arange(len(feats)) % 2)
     svm = SpectralSVM.from_arrays(fitted.to_arrays())  # what a saved run loads: NumPy RBF, batched
 
-    opt = time_call(lambda: _optimised(model, svm, images, cfg.infer_batch, cfg.theta), repeats=2, warmup=0)
     loop = images[: cfg.loop_images]
-    t0 = time.perf_counter()
-    ref_pred, ref_logp = _reference(ref, fitted.svc_, loop, cfg.theta)
-    ref_seconds = time.perf_counter() - t0
+    ref_pred, ref_logp = _reference(ref, fitted.svc_, loop, cfg.theta)  # also warms both paths
     opt_pred, opt_logp, _ = _optimised(model, svm, loop, cfg.infer_batch, cfg.theta)
+    opt, ref_t = interleaved(lambda: _optimised(model, svm, images, cfg.infer_batch, cfg.theta),
+                             lambda: _reference(ref, fitted.svc_, loop, cfg.theta), repeats=3)
+    ref_seconds = ref_t.median
     logp_diff = float(np.abs(opt_logp - ref_logp).max())
     same = float((opt_pred == ref_pred).mean())
     low_share = float((np.exp(logp).max(1) <= cfg.theta).mean())
@@ -83,7 +82,7 @@ def run_inference(cfg: BenchConfig, images: np.ndarray) -> list[CaseResult]:
         agreement={"max_abs_logp_diff": logp_diff, "tolerance": LOGP_ATOL, "same_prediction_share": same,
                    "ok": logp_diff <= LOGP_ATOL and same == 1.0},
         notes=f"SVM answered {low_share:.0%} of the cells (theta {cfg.theta}); reference loop over {len(loop)} images",
-        extra={"optimised_s": opt.to_dict(), "reference_s": ref_seconds, "svm_support_vectors": len(fitted.svc_.support_)})]
+        extra={"optimised_s": opt.to_dict(), "reference_s": ref_t.to_dict(), "svm_support_vectors": len(fitted.svc_.support_)})]
     cases.append(_onnx_case(cfg, model, images, rate) if cfg.onnx else
                  CaseResult.skip("inference_onnx", "onnxruntime vs eager PyTorch (batched)", "disabled"))
     return cases
@@ -117,10 +116,11 @@ def _export(model, size: int, path: Path) -> None:
 def _onnx_case(cfg: BenchConfig, model, images: np.ndarray, eager_rate: float) -> CaseResult:
     title = f"SDCT-Net inference, onnxruntime vs eager PyTorch (batch {cfg.infer_batch})"
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError as e:
         return CaseResult.skip("inference_onnx", title, f"onnxruntime unavailable ({e})")
     from blastscope.engine.inference import predict_arrays
+    from blastscope.inference.onnx_export import OnnxModel
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sdct_net.onnx"
@@ -128,16 +128,13 @@ def _onnx_case(cfg: BenchConfig, model, images: np.ndarray, eager_rate: float) -
             _export(model, cfg.image_size, path)
         except Exception as e:  # noqa: BLE001 - the exporter raises many types
             return CaseResult.skip("inference_onnx", title, f"export failed: {type(e).__name__}: {e}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        onnx_model = OnnxModel(path)  # the session `blastscope predict --backend onnx` runs
 
     def run_onnx() -> np.ndarray:
-        return np.concatenate([session.run(None, {"images": np.ascontiguousarray(images[i:i + cfg.infer_batch])})[0]
-                               for i in range(0, len(images), cfg.infer_batch)])
+        return np.concatenate([onnx_model(images[i:i + cfg.infer_batch])[0] for i in range(0, len(images), cfg.infer_batch)])
 
-    ort_t = time_call(run_onnx, repeats=2, warmup=1)
-    eager = time_call(lambda: predict_arrays(model, images, cfg.infer_batch, spectral=True), repeats=2, warmup=0)
+    run_onnx()
+    ort_t, eager = interleaved(run_onnx, lambda: predict_arrays(model, images, cfg.infer_batch, spectral=True), repeats=3)
     diff = float(np.abs(run_onnx() - predict_arrays(model, images, cfg.infer_batch)[0]).max())
     rate, eager_rate = len(images) / ort_t.median, len(images) / eager.median
     return CaseResult(

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["Timing", "load_average", "sgemm_gflops", "time_call"]
+__all__ = ["Timing", "interleaved", "load_average", "sgemm_gflops", "time_call"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,23 @@ def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> Ti
         times.append(time.perf_counter() - t0)
     times.sort()
     return Timing(median=times[len(times) // 2], best=times[0], repeats=repeats)
+
+
+def interleaved(first: Callable[[], object], second: Callable[[], object], repeats: int = 3) -> tuple[Timing, Timing]:
+    """Time two paths alternately (``first, second, first, ...``): a load change hits both, not one."""
+    if repeats < 1:
+        raise ValueError(f"need repeats >= 1, got repeats={repeats}")
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((first, times[0]), (second, times[1])):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    result = []
+    for t in times:
+        t.sort()
+        result.append(Timing(median=t[len(t) // 2], best=t[0], repeats=repeats))
+    return result[0], result[1]
 
 
 def sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:

@@ -25,6 +25,7 @@ from torch.autograd.function import once_differentiable
 __all__ = ["dct_matrix", "dct2", "dct2_fft", "log_magnitude", "energy_threshold_mask"]
 
 _LOG10_E = 1.0 / math.log(10.0)
+_LN10 = math.log(10.0)
 
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
@@ -117,28 +118,32 @@ def dct2_fft(x: Tensor) -> Tensor:
 class _LogMagnitude(torch.autograd.Function):
     """Forward and backward of :func:`log_magnitude` in few memory passes (in-place where safe).
 
-    Gradient as autograd gives it for the composed reference expression: ``log10(e) / (1 + |d|)``
-    times ``sign(d)`` (unsigned) or times 1 (signed), and 0 where ``d == 0`` in both forms
-    (the derivative of ``sign`` and ``abs`` at 0 is taken as 0).
+    Gradient: ``log10(e) / (1 + |d|)``, times ``sign(d)`` for the unsigned form (0 at ``d == 0``,
+    as autograd gives for ``abs``). The signed form ``sign(d) log10(1 + |d|)`` is smooth at 0 with
+    slope ``log10(e)``, which is what is returned there; autograd of the composed expression gives
+    0 at exactly ``d == 0`` (``sign'(0) = 0``), a difference only for coefficients that are exactly
+    zero. The signed form keeps ``ln(10) (1 + |d|)`` for its backward, which is then one division.
     """
 
     @staticmethod
     def forward(ctx, d: Tensor, signed: bool) -> Tensor:
-        ctx.save_for_backward(d)
+        magnitude = d.abs()
+        y = torch.log1p(magnitude).mul_(_LOG10_E)
+        if signed:  # keep ln(10) (1 + |d|), the whole backward but one division
+            ctx.save_for_backward(magnitude.mul_(_LN10).add_(_LN10))
+        else:
+            ctx.save_for_backward(d)
         ctx.signed = signed
-        y = d.abs().log1p_().mul_(_LOG10_E)
         return y.copysign_(d) if signed else y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (d,) = ctx.saved_tensors
-        scale = d.abs().add_(1.0).reciprocal_().mul_(_LOG10_E)
-        if ctx.signed:
-            scale.masked_fill_(d == 0, 0.0)
-        else:
-            scale.mul_(torch.sign(d))
-        return scale.mul_(grad), None
+        (saved,) = ctx.saved_tensors
+        if ctx.signed:  # grad / (ln(10) (1 + |d|))
+            return torch.div(grad, saved), None
+        scale = saved.abs().add_(1.0).reciprocal_().mul_(_LOG10_E)
+        return scale.mul_(torch.sign(saved)).mul_(grad), None
 
 
 def log_magnitude(d: Tensor, signed: bool) -> Tensor:
@@ -147,7 +152,8 @@ def log_magnitude(d: Tensor, signed: bool) -> Tensor:
     Both are 0 at 0 and finite everywhere; the unsigned form is >= 0, the signed form keeps the
     sign of the coefficient and is odd. Computed as ``log1p(|d|) * log10(e)`` (with the sign
     copied for the signed form) in a fused autograd function; the gradient equals autograd's
-    for the composed expression (0 at ``d == 0``). Exporters see the plain composed expression.
+    for the composed expression except at exactly ``d == 0`` in the signed form, where it is the
+    true slope ``log10(e)`` instead of autograd's 0. Exporters see the plain composed expression.
     """
     if _exporting() or not d.is_floating_point():
         magnitude = torch.log1p(d.abs()) / math.log(10.0)
