@@ -95,7 +95,7 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
     if "inference" in run:
         say("inference")
         cases += _guard("inference_batched", "SDCT-AuxNet-theta inference",
-                        lambda: run_inference(cfg, cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2)))
+                        lambda: run_inference(cfg, cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2), sgemm))
     if "data" not in run:
         pass
     elif paths:
