@@ -121,9 +121,10 @@ def test_log_intensity_is_minus_ln10_times_optical_density():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_stain_layer_fast_path_matches_plain_conv_of_optical_density(channels_last):
-    """Tolerance 1e-5 (float32) on outputs in (-1, 1) and on the weight gradient."""
+    """Tolerance 1e-5 (float32) on outputs in (-1, 1); the weight gradient, a float32 sum over 1,800
+    pixels in two summation orders, within 1e-4 relative to its largest entry."""
     layer = StainDeconvolution()
-    x = torch.rand(2, 3, 30, 30)
+    x = torch.rand(2, 3, 30, 30, generator=torch.Generator().manual_seed(0))
     x[:, :, :5] = 0
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -131,10 +132,11 @@ def test_stain_layer_fast_path_matches_plain_conv_of_optical_density(channels_la
     out = layer(x)
     ref = torch.tanh(ref_layer.conv(optical_density(x)))
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    g = torch.randn_like(ref)
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
     out.backward(g)
     ref.backward(g)
-    torch.testing.assert_close(layer.conv.weight.grad, ref_layer.conv.weight.grad, atol=1e-5, rtol=1e-5)
+    scale = float(ref_layer.conv.weight.grad.abs().max())
+    torch.testing.assert_close(layer.conv.weight.grad, ref_layer.conv.weight.grad, atol=1e-4 * scale, rtol=0.0)
 
 
 # ---------------------------------------------------------------- models: in-place ReLU, folded BN

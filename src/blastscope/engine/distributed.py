@@ -281,6 +281,9 @@ def _worker(local_rank: int, payload: bytes, nprocs: int, init_method: str, thre
     fn, args, kwargs = pickle.loads(payload)
     if threads is not None:
         torch.set_num_threads(threads)
+    from blastscope.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a spawned process starts with glibc's defaults; the command line sets this
     dist.init_process_group("gloo", init_method=init_method, rank=local_rank, world_size=nprocs, timeout=WAIT_TIMEOUT)
     try:
         if local_rank != 0 and "progress" in kwargs:
