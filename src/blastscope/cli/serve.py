@@ -1,1 +1,0 @@
-"""`blastscope serve` (web service; optional extra)."""
