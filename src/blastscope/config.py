@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -18,11 +18,31 @@ import yaml
 __all__ = [
     "DataConfig", "OptimConfig", "ScheduleConfig", "TrainConfig", "AuxConfig", "ArmConfig", "RunConfig",
     "ConfigError", "load_recipe", "list_recipes", "resolve_config", "config_to_dict", "config_from_dict",
+    "TRAINING_OVERRIDES", "arm_training",
 ]
+
+# The data settings an arm may override for its own training (None in the arm = data.<key>).
+TRAINING_OVERRIDES = ("augment", "augment_minority_only", "balance")
+BALANCE = ("oversample", "none")
 
 
 class ConfigError(ValueError):
     """A recipe or override that cannot be used; the message names the key and the value."""
+
+
+def _check_training(where: str, augment: Any, augment_minority_only: Any, balance: Any) -> None:
+    """Raise :class:`ConfigError` naming ``where`` (e.g. ``arms[stage1]``) for a bad training setting;
+    ``None`` values are not checked (an arm's ``None`` inherits ``data.<key>``)."""
+    if augment is not None:
+        # Names only, imported late: the transform classes themselves load when a run builds them.
+        from blastscope.transforms.factory import TRANSFORMS
+
+        if not isinstance(augment, str) or augment not in TRANSFORMS:
+            raise ConfigError(f"{where}.augment must be one of the augmentations {sorted(TRANSFORMS)}, got {augment!r}")
+    if augment_minority_only is not None and not isinstance(augment_minority_only, bool):
+        raise ConfigError(f"{where}.augment_minority_only must be true or false, got {augment_minority_only!r}")
+    if balance is not None and (not isinstance(balance, str) or balance not in BALANCE):
+        raise ConfigError(f"{where}.balance must be one of {list(BALANCE)}, got {balance!r}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,10 @@ class DataConfig:
         if self.fold_mode == "image" and self.grouping != "image":
             raise ConfigError("data.fold_mode=image splits cells of one subject across folds; "
                               "it needs the explicit data.grouping=image (labelled image-level in every report)")
+        for key in TRAINING_OVERRIDES:
+            if getattr(self, key) is None:
+                raise ConfigError(f"data.{key} must be set (arms inherit it), got null")
+        _check_training("data", self.augment, self.augment_minority_only, self.balance)
 
 
 @dataclass(frozen=True)
@@ -134,7 +158,13 @@ class ArmConfig:
     is loaded, never retrained. That folder must hold the same data, folds, classes and
     preprocessing, and the name must not also be an arm of this recipe. Example (LeukoNet
     "Stage-3C w/ aug" from a Stage-1 w/ aug run and a Stage-2C w/o aug run):
-    ``fuse: [stage1, stage2c], fuse_from: {stage1: runs/s1, stage2c: runs/s2c}``."""
+    ``fuse: [stage1, stage2c], fuse_from: {stage1: runs/s1, stage2c: runs/s2c}``.
+
+    ``augment``, ``augment_minority_only`` and ``balance`` override ``data.<key>`` for this arm's
+    training only (``None``: inherit); :meth:`RunConfig.arm_data` gives the settings an arm trains
+    with. A fusion arm trains only its new layer, with its own settings; the fused arms keep
+    theirs (LeukoNet "Stage-3C w/ aug" = Stage-1 with and Stage-2C without augmentation, one run).
+    An auxiliary (``aux``) arm trains no network, so it takes no overrides."""
 
     name: str
     model: str | None = None
@@ -145,18 +175,28 @@ class ArmConfig:
     input: str = "rgb"
     input_kwargs: dict[str, Any] = field(default_factory=dict)
     fuse_from: dict[str, str] | None = None
+    augment: str | None = None
+    augment_minority_only: bool | None = None
+    balance: Literal["oversample", "none"] | None = None
 
     def __post_init__(self) -> None:
+        where = f"arms[{self.name}]"
+        _check_training(where, self.augment, self.augment_minority_only, self.balance)
+        if self.aux is not None:
+            given = [k for k in TRAINING_OVERRIDES if getattr(self, k) is not None]
+            if given:
+                raise ConfigError(f"{where} is an auxiliary SVM arm and trains no network; remove {given} "
+                                  f"(it uses the CNN of arm {self.source!r} as that arm was trained)")
         if self.fuse_from is None:
             return
         if not isinstance(self.fuse_from, dict):
-            raise ConfigError(f"arms[{self.name}].fuse_from must map arm names to run folders, got {self.fuse_from!r}")
+            raise ConfigError(f"{where}.fuse_from must map arm names to run folders, got {self.fuse_from!r}")
         unknown = sorted(set(self.fuse_from) - set(self.fuse))
         if unknown:
-            raise ConfigError(f"arms[{self.name}].fuse_from names {unknown}, which are not in its fuse list {list(self.fuse)}")
+            raise ConfigError(f"{where}.fuse_from names {unknown}, which are not in its fuse list {list(self.fuse)}")
         bad = {k: v for k, v in self.fuse_from.items() if not isinstance(v, str) or not v.strip()}
         if bad:
-            raise ConfigError(f"arms[{self.name}].fuse_from values must be run folder paths, got {bad}")
+            raise ConfigError(f"{where}.fuse_from values must be run folder paths, got {bad}")
 
 
 @dataclass(frozen=True)
@@ -190,6 +230,33 @@ class RunConfig:
             if arm.model is None and arm.source is None:
                 raise ConfigError(f"arm {arm.name!r} needs a model or a source arm")
             seen.add(arm.name)
+
+    def arm_data(self, arm: ArmConfig | str) -> DataConfig:
+        """``data`` with the arm's training overrides (``augment``, ``augment_minority_only``,
+        ``balance``) applied: the settings the arm's network is trained with."""
+        if isinstance(arm, str):
+            by_name = {a.name: a for a in self.arms}
+            if arm not in by_name:
+                raise ConfigError(f"recipe {self.recipe!r} has no arm {arm!r}; arms: {list(by_name)}")
+            arm = by_name[arm]
+        changes = {k: getattr(arm, k) for k in TRAINING_OVERRIDES if getattr(arm, k) is not None}
+        return replace(self.data, **changes) if changes else self.data
+
+
+def arm_training(config: RunConfig) -> dict[str, dict]:
+    """Per arm that trains a network: the augmentation and sampling it trains with (run.json
+    ``training``), e.g. ``{"stage1": {"augment": "sdct", "augment_minority_only": False,
+    "balance": "none"}}``; an arm a fusion takes from another run folder (``fuse_from``) as
+    ``{"run_folder": path}`` (its settings are in that folder). Auxiliary SVM arms train no
+    network and are left out."""
+    out: dict[str, dict] = {}
+    for arm in config.arms:
+        for ref, folder in (arm.fuse_from or {}).items():
+            out[ref] = {"run_folder": folder}
+        if arm.aux is None:
+            data = config.arm_data(arm)
+            out[arm.name] = {key: getattr(data, key) for key in TRAINING_OVERRIDES}
+    return out
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -5,7 +5,11 @@ evaluated on its validation fold and on the held-out test set, the final test pr
 mode of the fold models' labels (eq. 11). Each recipe "arm" is trained per fold: a plain model, an
 auxiliary-SVM arm on another arm's trained CNN (SDCT-AuxNet-theta, section 3.4), or a fusion of
 two trained arms (LeukoNet Stage-3) of this run folder or, with ``fuse_from``, of other run
-folders on the same data and folds; fused sub-models are loaded, never retrained.
+folders on the same data and folds; fused sub-models are loaded, never retrained. Every arm trains
+with its own augmentation and sampling: ``data`` with the arm's ``augment``,
+``augment_minority_only`` and ``balance`` overrides (:meth:`RunConfig.arm_data`, recorded per arm
+in run.json ``training`` by :func:`blastscope.config.arm_training`), so e.g. LeukoNet "Stage-3C w/
+aug" (Stage-1 with, Stage-2C without augmentation, the FC layer with its own setting) is one run.
 
 The run folder is the interface: ``config.yaml``, ``index.csv``, ``folds.csv``, and per arm and
 fold ``arms/<arm>/fold_<k>/`` with ``best.safetensors``, ``history.csv``, ``predictions.csv`` and
@@ -32,7 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from blastscope.config import ArmConfig, RunConfig, config_to_dict, read_config, save_config
+from blastscope.config import ArmConfig, RunConfig, arm_training, config_to_dict, read_config, save_config
 from blastscope.data.cache import ImageCache
 from blastscope.data.check import duplicate_problems
 from blastscope.data.decode import UnreadableImagesError
@@ -137,7 +141,7 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
         "positive": plan.config.data.positive, "grouping": plan.config.data.grouping,
         "fold_mode": plan.config.data.fold_mode, "image_level": plan.image_level,
         "n_folds": int(plan.index["fold"].max()) + 1, "arms": [a.name for a in plan.config.arms],
-        "skipped": len(skipped),
+        "skipped": len(skipped), "training": arm_training(plan.config),
     })
     atomic_write_text(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(index=False))
     save_config(plan.config, config_path)
@@ -210,7 +214,9 @@ def _prediction_frame(plan: CVPlan, rows: np.ndarray, logp: np.ndarray, set_name
 
 def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[str, np.ndarray],
              trained: dict[str, nn.Module], progress: ProgressFactory) -> tuple[nn.Module, dict]:
-    cfg, data = plan.config, plan.config.data
+    """Train ``arm`` on fold ``k``'s training cells with the arm's own augmentation and sampling
+    (:meth:`RunConfig.arm_data`: ``data`` with the arm's overrides); a fusion arm trains only its new layer."""
+    cfg, data = plan.config, plan.config.arm_data(arm)
     fold = plan.index["fold"].to_numpy()
     train_rows, val_rows = np.flatnonzero((fold >= 0) & (fold != k)), np.flatnonzero(fold == k)
     train_images = arrays["all"][train_rows]

@@ -13,7 +13,7 @@ from blastscope import __version__
 from blastscope.reports.markup import esc, note, plain, rich_table, table
 from blastscope.reports.run_data import RunData
 
-__all__ = ["header", "config_section", "data_section", "tables_section", "folds_section"]
+__all__ = ["header", "training_text", "config_section", "data_section", "tables_section", "folds_section"]
 
 
 
@@ -34,11 +34,47 @@ def header(data: RunData, generated: str) -> str:
         f'<p class="ok">Subject-level evaluation: {run["n_folds"]} folds ({esc(run.get("fold_mode", ""))} mode); '
         "no subject appears in two folds.</p>")
     rows = [("recipe", run["recipe"]), ("paper", run.get("paper", "")), ("classes", ", ".join(data.class_names)),
-            ("positive class", data.positive), ("arms", ", ".join(data.arms)), ("folds", run["n_folds"]),
+            ("positive class", data.positive), ("arms", ", ".join(data.arms)),
+            *([("training augmentation", augmentation)] if (augmentation := training_text(data)) else []),
+            ("folds", run["n_folds"]),
             ("run folder", str(data.run_dir.resolve())), ("generated", f"{generated} by blastscope {__version__}")]
     missing = [] if m else [note("metrics.json is missing: run `blastscope aggregate RUN_DIR` for the tables.", "warning")]
     return (f"<h1>blastscope report: {esc(run['recipe'])}</h1>" + level
             + table(None, rows, numeric_from=99, css="kv") + "".join(missing))
+
+
+def _training(data: RunData) -> dict[str, dict]:
+    """run.json ``training`` (per arm: augment, augment_minority_only, balance); for run folders
+    written before it existed, the same derived from config.yaml (empty if that cannot be read)."""
+    if isinstance(data.run.get("training"), dict):
+        return data.run["training"]
+    import yaml
+
+    from blastscope.config import ConfigError, arm_training, config_from_dict
+
+    try:
+        return arm_training(config_from_dict(yaml.safe_load(data.config_text)))
+    except (ConfigError, yaml.YAMLError, TypeError, AttributeError):
+        return {}
+
+
+def training_text(data: RunData) -> str:
+    """One line naming each arm's training augmentation and sampling, e.g.
+    ``stage1: sdct; stage2c: none; stage3c: sdct (minority class only, oversampled)``."""
+    parts = []
+    for arm, t in _training(data).items():
+        if not isinstance(t, dict):
+            continue
+        if "run_folder" in t:
+            parts.append(f"{arm}: as trained in run folder {t['run_folder']}")
+            continue
+        extra = []
+        if t.get("augment", "none") != "none" and t.get("augment_minority_only"):
+            extra.append("minority class only")
+        if t.get("balance") == "oversample":
+            extra.append("oversampled")
+        parts.append(f"{arm}: {t.get('augment', '?')}" + (f" ({', '.join(extra)})" if extra else ""))
+    return "; ".join(parts)
 
 
 def config_section(data: RunData) -> str:
