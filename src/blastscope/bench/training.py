@@ -130,17 +130,21 @@ def run_training(cfg: BenchConfig, batch: np.ndarray, sgemm: float) -> tuple[lis
 
     per_step = flops.train_total() * b
     per_step_cnn = flops.train_total(exclude=("dct", "stain")) * b
+    dct_flops = flops.train_total() - flops.train_total(exclude=("dct",))
+    per_step_half_dct = (flops.train_total() - dct_flops / 2) * b  # the DCT at its even/odd matrix cost
     frac, ref_frac = per_step / step.median / 1e9 / sgemm, per_step / ref_step.median / 1e9 / sgemm
     cases.append(CaseResult(
         "train_roofline", "Training step as a fraction of the sgemm roofline", "fraction", frac, ref_frac,
         target=">= 0.45", met=frac >= 0.45,
-        notes=f"{per_step / 1e9:.1f} GFLOP per step (DCT counted as two matrix products) / step time / "
-              f"sgemm {sgemm:.1f} GFLOP/s; without the DCT and stain layers: "
+        notes=f"{per_step / 1e9:.1f} GFLOP per step (the DCT counted as the released code computes it, two dense "
+              f"matrix products) / step time / sgemm {sgemm:.1f} GFLOP/s; with the DCT at its even/odd matrix cost: "
+              f"{per_step_half_dct / step.median / 1e9 / sgemm:.2f}; the convolution, pooling and linear layers alone: "
               f"{per_step_cnn / step.median / 1e9 / sgemm:.2f} (reference {per_step_cnn / ref_step.median / 1e9 / sgemm:.2f})",
         extra={"gflop_per_step": per_step / 1e9, "gflop_per_step_cnn_only": per_step_cnn / 1e9,
                "achieved_gflops": per_step / step.median / 1e9,
                "reference_achieved_gflops": per_step / ref_step.median / 1e9,
                "fraction_cnn_only": per_step_cnn / step.median / 1e9 / sgemm,
+               "fraction_dct_even_odd": per_step_half_dct / step.median / 1e9 / sgemm,
                "reference_fraction_cnn_only": per_step_cnn / ref_step.median / 1e9 / sgemm,
                "sgemm_gflops": sgemm, "flops_per_image": flops.to_dict()}))
 
