@@ -45,12 +45,43 @@ def _check_training(where: str, augment: Any, augment_minority_only: Any, balanc
         raise ConfigError(f"{where}.balance must be one of {list(BALANCE)}, got {balance!r}")
 
 
+def _check_positive(positive: Any, classes: tuple[str, ...]) -> str | tuple[str, ...]:
+    """``data.positive`` normalised: a class name, or a tuple of two or more names in
+    ``data.classes`` order (a one-name list becomes the name); :class:`ConfigError` naming the
+    bad value otherwise (unknown or repeated names, an empty list, every class positive)."""
+    if isinstance(positive, str):
+        if positive not in classes:
+            raise ConfigError(f"data.positive must be one of data.classes {list(classes)}, got {positive!r}")
+        return positive
+    if not isinstance(positive, (list, tuple)) or not positive or not all(isinstance(p, str) for p in positive):
+        shown = list(positive) if isinstance(positive, tuple) else positive  # YAML lists arrive as tuples
+        raise ConfigError(f"data.positive must be a class name or a non-empty list of class names "
+                          f"from data.classes {list(classes)}, got {shown!r}")
+    unknown = [p for p in positive if p not in classes]
+    if unknown:
+        raise ConfigError(f"data.positive names {unknown}, which are not in data.classes {list(classes)} "
+                          f"(got data.positive={list(positive)})")
+    repeated = sorted({p for p in positive if positive.count(p) > 1})
+    if repeated:
+        raise ConfigError(f"data.positive names {repeated} more than once (got data.positive={list(positive)})")
+    if len(positive) == len(classes):
+        raise ConfigError(f"data.positive names every class of data.classes {list(classes)}; "
+                          "at least one class must stay negative")
+    ordered = tuple(c for c in classes if c in positive)
+    return ordered[0] if len(ordered) == 1 else ordered
+
+
 @dataclass(frozen=True)
 class DataConfig:
+    """``positive``: the class the binary results are about (operating point, ROC AUC, sensitivity,
+    per-subject calls), or a list of classes taken together ("any of them" against the rest,
+    scored by the sum of their probabilities; e.g. the three ALL subtypes against ``benign``).
+    A list is kept in ``classes`` order; a one-name list is that name."""
+
     canvas: int | None = 350
     resize: int | None = None
     classes: tuple[str, ...] = ("hem", "all")
-    positive: str = "all"
+    positive: str | tuple[str, ...] = "all"
     folds: int = 7
     fold_mode: Literal["subject", "dataset", "image"] = "subject"
     grouping: Literal["subject", "image"] = "subject"
@@ -61,10 +92,9 @@ class DataConfig:
     class_map: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
-        if self.positive not in self.classes:
-            raise ConfigError(f"data.positive must be one of data.classes {list(self.classes)}, got {self.positive!r}")
         if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise ConfigError(f"data.classes must be two or more distinct names, got {list(self.classes)}")
+        object.__setattr__(self, "positive", _check_positive(self.positive, tuple(self.classes)))
         if self.fold_mode != "dataset" and self.folds < 2:
             raise ConfigError(f"data.folds must be >= 2, got {self.folds}")
         if self.fold_mode not in ("subject", "dataset", "image"):

@@ -33,13 +33,18 @@ def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, overwrite:
                f"{', ONNX' if onnx else ''}  ({time.perf_counter() - t0:.1f} s)")
 
 
-def _subject_table(subjects, positive: str, threshold: float):
+def _subject_table(subjects, positive: str | list[str], threshold: float):
+    """``positive``: the positive class, or the list of positive classes (a cell counts if predicted as any)."""
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=f"Per subject: fraction of cells predicted '{positive}' (Wilson 95% CI); "
+    if isinstance(positive, str):
+        what, column = f"'{positive}'", f"{positive} cells"
+    else:
+        what, column = "any of " + ", ".join(f"'{p}'" for p in positive), "positive cells"
+    t = Table(title=f"Per subject: fraction of cells predicted {what} (Wilson 95% CI); "
                     f"refer when the interval contains {threshold:g}", title_justify="left")
-    for col in ("subject", "cells", f"{positive} cells", "fraction [95% CI]", "call", "review cells"):
+    for col in ("subject", "cells", column, "fraction [95% CI]", "call", "review cells"):
         t.add_column(col, justify="left" if col in ("subject", "call") else "right")
     styles = {"leukemic": "bold red", "normal": "green", "refer": "bold yellow"}
     for r in subjects.to_dict("records"):

@@ -25,6 +25,14 @@ by a model that never trained on it, instead of an average of per-fold threshold
 of the data each; the mean of the fold thresholds is recorded beside it). On ``val`` itself the
 threshold is fitted on the same predictions, so the target sensitivity is met by construction there.
 With more than two classes the operating point is binary: ``<positive>`` against ``not <positive>``.
+
+``positive`` (run.json, from ``data.positive``) may name a SET of classes: the binary question is
+then "any of them" against the rest, scored by the sum of their probabilities, named
+``positive (<a>, <b>)`` against ``negative (<others>)``
+(:mod:`blastscope.evaluation.operating_point`); AUC with its DeLong CI, thresholds, sensitivity
+and specificity of the operating point use that score and those names. ``metrics.json`` then
+records ``positive`` as the list (a single class stays a string, the format is unchanged). The
+per-class tables stay per class.
 """
 from __future__ import annotations
 
@@ -39,7 +47,15 @@ from blastscope.engine.atomic import atomic_write_json, atomic_write_text
 from blastscope.estimators.theta_rule import contribution_counts, theta_sweep
 from blastscope.evaluation.ensemble import majority_vote
 from blastscope.evaluation.metrics import classification_report_table
-from blastscope.evaluation.operating_point import apply_threshold, threshold_for_sensitivity
+from blastscope.evaluation.operating_point import (
+    apply_threshold,
+    binary_names,
+    binary_positive,
+    is_positive,
+    normalize_positive,
+    positive_score,
+    threshold_for_sensitivity,
+)
 from blastscope.evaluation.statistics import delong_auc_ci, wilson_interval
 
 __all__ = ["summarise", "aggregate_run", "load_predictions", "IncompleteRunError"]
@@ -56,13 +72,17 @@ def _with_ci(k: int, n: int) -> dict:
     return {"value": k / n if n else float("nan"), "low": low, "high": high, "k": int(k), "n": int(n)}
 
 
-def summarise(frame: pd.DataFrame, class_names: list[str], positive: str) -> dict:
-    """Metrics of one set of predictions (columns ``y``, ``pred``, ``p_<class>``)."""
+def summarise(frame: pd.DataFrame, class_names: list[str], positive: str | list[str]) -> dict:
+    """Metrics of one set of predictions (columns ``y``, ``pred``, ``p_<class>``).
+
+    ``positive`` (a class name, or a list of names) is used only for two classes, where it sets
+    which class sensitivity, specificity and the AUC are of."""
     y, pred = frame["y"].to_numpy(int), frame["pred"].to_numpy(int)
     table = classification_report_table(y, pred, class_names)
     n = len(y)
     table["accuracy_ci"] = _with_ci(int((y == pred).sum()), n)
     if len(class_names) == 2:
+        positive = binary_positive(class_names, positive)
         pos = class_names.index(positive)
         table["positive"] = positive
         is_pos = y == pos
@@ -93,32 +113,30 @@ def _per_class_ci(y: np.ndarray, pred: np.ndarray, frame: pd.DataFrame, class_na
     return out
 
 
-def _binary_names(classes: list[str], positive: str) -> list[str]:
-    return list(classes) if len(classes) == 2 else [f"not {positive}", positive]
-
-
-def _binary_view(frame: pd.DataFrame, classes: list[str], positive: str, threshold: float) -> pd.DataFrame:
-    """``frame`` decided by ``p_<positive> >= threshold``: y/pred/p columns over :func:`_binary_names`."""
-    pos, names = classes.index(positive), _binary_names(classes, positive)
-    score = frame[f"p_{positive}"].to_numpy(float)
-    is_pos, called = frame["y"].to_numpy(int) == pos, apply_threshold(score, threshold) == 1
-    pos_id = names.index(positive)
+def _binary_view(frame: pd.DataFrame, classes: list[str], positive: str | list[str], threshold: float) -> pd.DataFrame:
+    """``frame`` decided by ``score >= threshold``, the score being ``p_<positive>`` or, for a set of
+    positive classes, the sum of their ``p_`` columns: y/pred/p columns over :func:`binary_names`."""
+    names, pos_name = binary_names(classes, positive), binary_positive(classes, positive)
+    score = positive_score(frame, classes, positive)
+    is_pos, called = is_positive(frame["y"].to_numpy(int), classes, positive), apply_threshold(score, threshold) == 1
+    pos_id = names.index(pos_name)
     view = pd.DataFrame({"y": np.where(is_pos, pos_id, 1 - pos_id), "pred": np.where(called, pos_id, 1 - pos_id)})
-    view[f"p_{positive}"] = score
+    view[f"p_{pos_name}"] = score
     view[f"p_{names[1 - pos_id]}"] = 1.0 - score
     return view
 
 
-def _threshold(frame: pd.DataFrame, classes: list[str], positive: str, target: float) -> float | None:
-    is_pos = frame["y"].to_numpy(int) == classes.index(positive)
+def _threshold(frame: pd.DataFrame, classes: list[str], positive: str | list[str], target: float) -> float | None:
+    is_pos = is_positive(frame["y"].to_numpy(int), classes, positive)
     if not is_pos.any():
         return None
-    return threshold_for_sensitivity(is_pos.astype(int), frame[f"p_{positive}"].to_numpy(float), target)
+    return threshold_for_sensitivity(is_pos.astype(int), positive_score(frame, classes, positive), target)
 
 
-def _operating_point(a: pd.DataFrame, voted: dict[str, pd.DataFrame], classes: list[str], positive: str, target: float) -> dict:
+def _operating_point(a: pd.DataFrame, voted: dict[str, pd.DataFrame], classes: list[str], positive: str | list[str],
+                     target: float) -> dict:
     """Thresholds chosen on validation predictions, applied unchanged to held-out ones (module docstring)."""
-    names = _binary_names(classes, positive)
+    names, pos_name = binary_names(classes, positive), binary_positive(classes, positive)
     out: dict = {"target_sensitivity": target, "positive": positive, "class_names": names, "folds": {},
                  "pooled_val": None, "vote": {}}
     pooled = []
@@ -128,19 +146,19 @@ def _operating_point(a: pd.DataFrame, voted: dict[str, pd.DataFrame], classes: l
         if t is not None:
             for s, gs in g.groupby("set"):
                 view = _binary_view(gs, classes, positive, t)
-                entry[s] = summarise(view, names, positive)
+                entry[s] = summarise(view, names, pos_name)
                 if s == "val":
                     pooled.append(view)
         out["folds"][str(k)] = entry
     if pooled:
-        out["pooled_val"] = summarise(pd.concat(pooled, ignore_index=True), names, positive)
+        out["pooled_val"] = summarise(pd.concat(pooled, ignore_index=True), names, pos_name)
     fold_thresholds = [f["threshold"] for f in out["folds"].values() if f["threshold"] is not None]
     out["mean_fold_threshold"] = float(np.mean(fold_thresholds)) if fold_thresholds else None
     t_vote = _threshold(a[a["set"] == "val"], classes, positive, target)
     out["vote_threshold"] = t_vote
     if t_vote is not None:
         for s, v in voted.items():
-            out["vote"][s] = summarise(_binary_view(v, classes, positive, t_vote), names, positive)
+            out["vote"][s] = summarise(_binary_view(v, classes, positive, t_vote), names, pos_name)
     return out
 
 
@@ -188,7 +206,8 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
     """
     run_dir = Path(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
-    classes, positive = run["class_names"], run["positive"]
+    classes = run["class_names"]
+    positive = normalize_positive(classes, run["positive"])
     preds = load_predictions(run_dir)
     n_folds = run["n_folds"]
     missing = [(a, k) for a in run["arms"] for k in range(n_folds) if not (run_dir / "arms" / a / f"fold_{k}" / "fold.json").exists()]

@@ -138,7 +138,8 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
     atomic_write_text(folds_path, folds.to_csv(index=False))
     atomic_write_json(run_dir / "run.json", {
         "recipe": plan.config.recipe, "paper": plan.config.paper, "class_names": list(plan.config.data.classes),
-        "positive": plan.config.data.positive, "grouping": plan.config.data.grouping,
+        "positive": pos if isinstance(pos := plan.config.data.positive, str) else list(pos),  # a name, or a list of names
+        "grouping": plan.config.data.grouping,
         "fold_mode": plan.config.data.fold_mode, "image_level": plan.image_level,
         "n_folds": int(plan.index["fold"].max()) + 1, "arms": [a.name for a in plan.config.arms],
         "skipped": len(skipped), "training": arm_training(plan.config),

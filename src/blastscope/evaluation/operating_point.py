@@ -10,13 +10,26 @@ Decision rule: a sample is positive when ``score >= threshold``. Deliberate diff
 paper calls a sample positive when its probability is strictly higher than the cutoff; with
 ``>=`` the largest threshold reaching a target sensitivity is attained (it is a positive's
 score), whereas with ``>`` only a supremum exists.
+
+The positive side is one class or a SET of classes (``data.positive`` is a name or a list of
+names; our addition, e.g. "any of the three ALL subtypes" against "benign" on the Taleqani smear
+set). A set is scored by the sum of its members' probabilities, ``p(set) = sum_c p_c`` (the
+probability that the cell belongs to one of them), and a cell is a positive when its true class is
+in the set. Binary names (:func:`binary_names`): two classes keep their own names; one positive
+class of several is ``"<c>"`` against ``"not <c>"``; a set is ``"positive (<a>, <b>)"`` against
+``"negative (<others>)"``, members in ``class_names`` order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
-__all__ = ["threshold_for_sensitivity", "apply_threshold"]
+__all__ = [
+    "threshold_for_sensitivity", "apply_threshold", "normalize_positive", "positive_classes", "binary_names",
+    "binary_positive", "positive_label", "positive_score", "is_positive",
+]
 
 
 def threshold_for_sensitivity(y_true: np.ndarray, scores: np.ndarray, target: float = 0.95) -> float:
@@ -55,3 +68,83 @@ def threshold_for_sensitivity(y_true: np.ndarray, scores: np.ndarray, target: fl
 def apply_threshold(scores: np.ndarray, threshold: float) -> np.ndarray:
     """Labels (n_samples,) int64 in {0, 1}: 1 where ``score >= threshold``."""
     return (np.asarray(scores, dtype=float) >= threshold).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------- the positive side
+def normalize_positive(class_names: Sequence[str], positive: str | Sequence[str]) -> str | list[str]:
+    """``positive`` as stored in run.json / metrics.json / bundle.json: a class name, or a list of
+    two or more names in ``class_names`` order (a one-name list becomes that name).
+
+    Raises:
+        ValueError: naming the bad value (unknown or repeated names, an empty list, or a set
+            holding every class, which leaves no negative class).
+    """
+    classes = [str(c) for c in class_names]
+    if isinstance(positive, str):
+        if positive not in classes:
+            raise ValueError(f"positive must be one of the classes {classes}, got {positive!r}")
+        return positive
+    if not isinstance(positive, Sequence) or not positive or not all(isinstance(p, str) for p in positive):
+        raise ValueError(f"positive must be a class name or a non-empty list of class names, got {positive!r}")
+    unknown = [p for p in positive if p not in classes]
+    if unknown:
+        raise ValueError(f"positive names {unknown}, not among the classes {classes}")
+    repeated = sorted({p for p in positive if list(positive).count(p) > 1})
+    if repeated:
+        raise ValueError(f"positive names {repeated} more than once, got {list(positive)}")
+    if len(positive) == len(classes):
+        raise ValueError(f"positive names every class {list(positive)}; at least one class must stay negative")
+    ordered = [c for c in classes if c in positive]
+    return ordered[0] if len(ordered) == 1 else ordered
+
+
+def positive_classes(class_names: Sequence[str], positive: str | Sequence[str]) -> list[str]:
+    """The positive class names (one or more), in ``class_names`` order."""
+    p = normalize_positive(class_names, positive)
+    return [p] if isinstance(p, str) else p
+
+
+def binary_names(class_names: Sequence[str], positive: str | Sequence[str]) -> list[str]:
+    """``[negative name, positive name]`` of the binary question, or ``class_names`` themselves for two classes.
+
+    Examples: ``["hem", "all"]``; ``["not early_malignant", "early_malignant"]``;
+    ``["negative (benign)", "positive (early_malignant, pre_malignant, pro_malignant)"]``.
+    """
+    pos = positive_classes(class_names, positive)
+    if len(class_names) == 2:
+        return [str(c) for c in class_names]
+    if len(pos) == 1:
+        return [f"not {pos[0]}", pos[0]]
+    neg = [c for c in class_names if c not in pos]
+    return [f"negative ({', '.join(neg)})", f"positive ({', '.join(pos)})"]
+
+
+def binary_positive(class_names: Sequence[str], positive: str | Sequence[str]) -> str:
+    """The positive name among :func:`binary_names` (the class itself for one positive class)."""
+    pos = positive_classes(class_names, positive)
+    return pos[0] if len(pos) == 1 else binary_names(class_names, positive)[1]
+
+
+def positive_label(positive: str | Sequence[str]) -> str:
+    """Display text of ``positive``: the name, or ``"positive (<a>, <b>)"`` for a set."""
+    if isinstance(positive, str):
+        return positive
+    return positive[0] if len(positive) == 1 else f"positive ({', '.join(positive)})"
+
+
+def positive_score(proba: Mapping[str, Sequence[float]], class_names: Sequence[str],
+                   positive: str | Sequence[str]) -> np.ndarray:
+    """(n_samples,) float score of the positive side: ``p_<c>`` of one class, or the SUM of the
+    ``p_<c>`` columns of a set (values in [0, 1] for probabilities).
+
+    Args:
+        proba: columns ``p_<class>`` (a DataFrame or any mapping), each (n_samples,).
+    """
+    cols = [np.asarray(proba[f"p_{c}"], dtype=float) for c in positive_classes(class_names, positive)]
+    return cols[0].copy() if len(cols) == 1 else np.sum(cols, axis=0)
+
+
+def is_positive(y: np.ndarray, class_names: Sequence[str], positive: str | Sequence[str]) -> np.ndarray:
+    """(n_samples,) bool: integer labels ``y`` (indices into ``class_names``) that are positive."""
+    ids = [list(class_names).index(c) for c in positive_classes(class_names, positive)]
+    return np.isin(np.asarray(y, dtype=int), ids)

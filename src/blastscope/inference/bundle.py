@@ -3,7 +3,8 @@
 Layout (``<fold>`` is 1-based, Model1..Modelk of the reports)::
 
     bundle.json                 schema and toolkit version, recipe, arm, model id and kwargs, class
-                                names, positive class, theta, preprocessing, model input, folds
+                                names, positive class (or list of classes), theta, preprocessing,
+                                model input, folds
     model_fold<k>.safetensors   the fold's CNN state dict (for an auxiliary arm: its source CNN)
     svm_fold<k>.safetensors     auxiliary arms: SpectralSVM.to_arrays() (support vectors, dual
                                 coefficients, intercept, gamma, ...), absent if the fold fell back
@@ -29,6 +30,7 @@ import numpy as np
 from blastscope import __version__
 from blastscope.data.preprocess import Preprocess
 from blastscope.estimators.svm_head import SpectralSVM
+from blastscope.evaluation.operating_point import normalize_positive
 from blastscope.inference.manifest import BundleError, verify_manifest
 
 __all__ = ["SCHEMA_VERSION", "BUNDLE_FILE", "FORMAT", "Bundle", "BundleError", "FoldFiles", "load_bundle", "read_arrays"]
@@ -68,7 +70,8 @@ class Bundle:
         return list(self.spec["class_names"])
 
     @property
-    def positive(self) -> str:
+    def positive(self) -> str | list[str]:
+        """The positive class, or the list of positive classes (``data.positive`` of the run)."""
         return self.spec["positive"]
 
     @property
@@ -175,6 +178,10 @@ def _check_meta(path: Path, meta: Any) -> None:
         raise BundleError(f"{where}: missing key(s) {missing}")
     if not meta["folds"]:
         raise BundleError(f"{where}: lists no fold models")
+    try:
+        normalize_positive(meta["class_names"], meta["positive"])
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{where}: bad positive {meta['positive']!r} ({e})") from None
 
 
 def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:

@@ -129,7 +129,8 @@ def _metadata(run: dict, config: RunConfig, arm: ArmConfig, spec: dict, folds: l
         "format": FORMAT, "schema_version": SCHEMA_VERSION, "toolkit_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "recipe": config.recipe, "paper": config.paper, "profile": config.profile, "arm": arm.name,
-        "model": spec, "class_names": list(data.classes), "positive": data.positive,
+        "model": spec, "class_names": list(data.classes),
+        "positive": data.positive if isinstance(data.positive, str) else list(data.positive),  # a name or a list
         "theta": arm.aux.theta if arm.aux is not None else None,
         "aux": None if arm.aux is None else {"C": arm.aux.C, "gamma": arm.aux.gamma, "standardize": arm.aux.standardize},
         "preprocess": Preprocess(canvas=data.canvas, resize=data.resize).to_dict(),

@@ -11,10 +11,14 @@ proportions, Spike-PCA-ResNet section 2.4) and the call is
   must look).
 
 None of the papers calls subjects; this is the toolkit's addition for laboratory use. For more
-than two classes "leukemic" means the recipe's positive class (e.g. ``all``); cells of other
-classes count as not positive.
+than two classes "leukemic" means the recipe's positive class (e.g. ``all``), or any class of its
+positive SET (``data.positive`` a list, e.g. the three ALL subtypes of the Taleqani smear set): a
+cell counts as positive when its predicted (voted) class is one of them; cells of other classes
+count as not positive.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,7 +58,7 @@ def subject_call(positive: int, n: int, threshold: float = 0.5, confidence: floa
             "ci_low": low, "ci_high": high, "call": call}
 
 
-def summarise_subjects(cells: pd.DataFrame, positive: str, threshold: float = 0.5,
+def summarise_subjects(cells: pd.DataFrame, positive: str | Sequence[str], threshold: float = 0.5,
                        confidence: float = 0.95) -> pd.DataFrame:
     """One row per subject from per-cell predictions.
 
@@ -62,20 +66,23 @@ def summarise_subjects(cells: pd.DataFrame, positive: str, threshold: float = 0.
         cells: columns ``subject_id`` (``""`` = unknown subject, left out), ``pred`` (class name)
             and optionally ``review`` (bool); only rows with ``status == "ok"`` count when a
             ``status`` column exists.
-        positive: name of the leukemic class.
+        positive: name of the leukemic class, or a list of names (a cell predicted as any of them counts).
 
     Returns:
         Columns ``subject_id, cells, positive_cells, fraction_positive, ci_low, ci_high, call,
         review_cells``, sorted by subject id.
     """
     threshold = _check_threshold(threshold)
+    positives = [positive] if isinstance(positive, str) else list(positive) if isinstance(positive, Sequence) else []
+    if not positives or not all(isinstance(p, str) for p in positives):
+        raise ValueError(f"positive must be a class name or a non-empty list of class names, got positive={positive!r}")
     frame = cells
     if "status" in frame.columns:
         frame = frame[frame["status"] == "ok"]
     frame = frame[frame["subject_id"].astype(str) != ""]
     rows = []
     for subject, g in frame.groupby("subject_id", sort=True):
-        k = int((g["pred"] == positive).sum())
+        k = int(g["pred"].isin(positives).sum())
         row = {"subject_id": subject, **subject_call(k, len(g), threshold, confidence)}
         row["review_cells"] = int(np.sum(g["review"].astype(bool))) if "review" in g.columns else 0
         rows.append(row)

@@ -2,11 +2,15 @@
 
 ROC curves use the class probabilities (never hard labels) with the DeLong 95% CI of
 :func:`blastscope.evaluation.statistics.delong_auc_ci`; for more than two classes one-vs-rest per
-class. The theta sweep (Gehlot et al. 2020 Fig. 10) plots the fold models' rows of
-``metrics.json`` and recomputes the majority-vote line from the per-fold CNN probabilities and
-SVM labels in ``predictions.csv`` with the same theta rule and vote as the cross-validation.
+class, and first the positive set against the rest when ``positive`` lists several classes (score:
+the sum of their probabilities). The theta sweep (Gehlot et al. 2020 Fig. 10) plots the fold
+models' rows of ``metrics.json`` and recomputes the majority-vote line from the per-fold CNN
+probabilities and SVM labels in ``predictions.csv`` with the same theta rule and vote as the
+cross-validation.
 """
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -47,32 +51,47 @@ def curves_section(data: RunData, fig: FigureWriter) -> str:
     return "\n".join(out)
 
 
+def _roc_targets(data: RunData) -> list[tuple[str, list[str], str]]:
+    """``(file key, classes scored together, caption text)`` per ROC panel: the positive class for
+    two classes, else every class one-vs-rest, led by the positive SET when ``positive`` lists
+    several classes (its score is the sum of their probabilities)."""
+    from blastscope.evaluation.operating_point import binary_names, positive_classes
+
+    classes = data.class_names
+    pos = positive_classes(classes, data.positive)
+    if len(classes) == 2:
+        return [(pos[0], pos, f"positive class '{pos[0]}'")]
+    targets = [(c, [c], f"'{c}' vs rest") for c in classes]
+    if len(pos) > 1:
+        negative, positive = binary_names(classes, pos)
+        targets.insert(0, ("positive_set", pos, f"'{positive}' vs '{negative}' (sum of their probabilities)"))
+    return targets
+
+
 def roc_section(data: RunData, fig: FigureWriter) -> str:
     from sklearn.metrics import roc_curve
 
     from blastscope.evaluation.statistics import delong_auc_ci
 
     out = ['<h2 id="roc">ROC curves</h2>']
-    classes = data.class_names
-    targets = [data.positive] if len(classes) == 2 else classes
     for s in _sets(data):
-        for target in targets:
+        for key, members, what in _roc_targets(data):
             curves = []
             for arm in data.arms:
                 g = _frame(data, arm, s)
                 if g is None:
                     continue
-                y, score = (g["label"] == target).to_numpy().astype(int), g[f"p_{target}"].to_numpy(float)
+                y = g["label"].isin(members).to_numpy().astype(int)
+                score = np.sum([g[f"p_{c}"].to_numpy(float) for c in members], axis=0)
                 if y.min() == y.max():
                     continue
                 fpr, tpr, _ = roc_curve(y, score)
                 ci = delong_auc_ci(y, score)
                 curves.append({"label": arm, "fpr": fpr, "tpr": tpr, "auc": ci["auc"], "low": ci["low"], "high": ci["high"]})
             if curves:
-                what = f"'{target}' vs rest" if len(classes) > 2 else f"positive class '{target}'"
-                png = plots.roc_curves(curves, f"{_set_label(s)}\n{what}")
-                out.append(fig(f"roc_{s}_{target}", png, f"ROC, {_set_label(s)}, {what}; AUC with DeLong 95% CI "
-                                                          "(held-out sets: mean probability of the fold models)"))
+                png = plots.roc_curves(curves, f"{_set_label(s)}\n" + textwrap.fill(what, 48))  # a set's names are long
+                out.append(fig(f"roc_{s}_{key}", png, f"ROC, {_set_label(s)}, {what}; AUC with DeLong 95% CI "
+                                                      "(held-out sets: mean probability of the fold models)"))
     if len(out) == 1:
         out.append(note("No set has cells of both classes: ROC undefined."))
     return "\n".join(out)

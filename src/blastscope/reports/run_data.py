@@ -47,7 +47,8 @@ class RunData:
         return list(self.run["class_names"])
 
     @property
-    def positive(self) -> str:
+    def positive(self) -> str | list[str]:
+        """run.json ``positive``: the positive class, or the list of positive classes."""
         return self.run["positive"]
 
     @property

@@ -13,7 +13,7 @@ from blastscope import __version__
 from blastscope.reports.markup import esc, note, plain, rich_table, table
 from blastscope.reports.run_data import RunData
 
-__all__ = ["header", "training_text", "config_section", "data_section", "tables_section", "folds_section"]
+__all__ = ["header", "positive_row", "training_text", "config_section", "data_section", "tables_section", "folds_section"]
 
 
 
@@ -34,13 +34,27 @@ def header(data: RunData, generated: str) -> str:
         f'<p class="ok">Subject-level evaluation: {run["n_folds"]} folds ({esc(run.get("fold_mode", ""))} mode); '
         "no subject appears in two folds.</p>")
     rows = [("recipe", run["recipe"]), ("paper", run.get("paper", "")), ("classes", ", ".join(data.class_names)),
-            ("positive class", data.positive), ("arms", ", ".join(data.arms)),
+            positive_row(data.class_names, data.positive), ("arms", ", ".join(data.arms)),
             *([("training augmentation", augmentation)] if (augmentation := training_text(data)) else []),
             ("folds", run["n_folds"]),
             ("run folder", str(data.run_dir.resolve())), ("generated", f"{generated} by blastscope {__version__}")]
     missing = [] if m else [note("metrics.json is missing: run `blastscope aggregate RUN_DIR` for the tables.", "warning")]
     return (f"<h1>blastscope report: {esc(run['recipe'])}</h1>" + level
             + table(None, rows, numeric_from=99, css="kv") + "".join(missing))
+
+
+def positive_row(class_names: list[str], positive: str | list[str]) -> tuple[str, str]:
+    """The header row of the positive side: ``("positive class", name)``, or for a set
+    ``("positive classes", "a, b, c (any of them, score = sum of their probabilities), against: d")``."""
+    from blastscope.evaluation.operating_point import positive_classes
+
+    if isinstance(positive, str):
+        return "positive class", positive
+    pos = positive_classes(class_names, positive)
+    if len(pos) == 1:
+        return "positive class", pos[0]
+    negatives = ", ".join(c for c in class_names if c not in pos)
+    return "positive classes", f"{', '.join(pos)} (any of them, score = sum of their probabilities), against: {negatives}"
 
 
 def _training(data: RunData) -> dict[str, dict]:

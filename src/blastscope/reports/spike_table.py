@@ -11,6 +11,8 @@ applied unchanged to held-out ones). "Test set (external)" is the majority vote 
 models on a held-out set (the operating point thresholds their mean probability); "Validation
 (internal)" pools the fold models' out-of-fold predictions. Per-class AUCs are one-vs-rest; the
 Average row's AUC is the binary AUC (two classes) or the macro one-vs-rest AUC without a CI.
+With a set of positive classes (``data.positive`` a list) the operating-point blocks have the rows
+``negative (<others>)`` and ``positive (<a>, <b>)``, scored by the sum of the set's probabilities.
 """
 from __future__ import annotations
 
@@ -113,7 +115,7 @@ def print_spike_tables(metrics: dict, console: Console | None = None) -> None:
             if decision == "argmax":
                 title = f"{arm}: Table 5 layout, argmax decision ({level})"
             else:
-                title = (f"{arm}: Table 5 layout, high-sensitivity operating point for '{op['positive']}' "
+                title = (f"{arm}: Table 5 layout, high-sensitivity operating point for '{_op_positive(op)}' "
                          f"(target sensitivity >= {op['target_sensitivity']:.2f} on validation; {level})")
                 if has_test and op.get("vote_threshold") is not None:
                     caption += (f" Test: mean fold-model probability >= {op['vote_threshold']:.4f} (chosen on the pooled "
@@ -134,6 +136,15 @@ def print_spike_tables(metrics: dict, console: Console | None = None) -> None:
             _print_fold_thresholds(arm, op, console)
 
 
+def _op_positive(op: dict) -> str:
+    """The positive name of an operating point's binary classes: the class itself, or
+    ``positive (<a>, <b>)`` when ``op["positive"]`` lists a set (scored by the sum of their probabilities)."""
+    pos = op["positive"]
+    if isinstance(pos, str):
+        return pos
+    return pos[0] if len(pos) == 1 else op["class_names"][1]
+
+
 def _print_fold_thresholds(arm: str, op: dict, console: Console) -> None:
     """Per fold: the threshold chosen on its validation fold and what it gives there and on held-out sets."""
     sets = sorted({s for f in op["folds"].values() for s in f if s not in ("threshold", "val")})
@@ -144,7 +155,7 @@ def _print_fold_thresholds(arm: str, op: dict, console: Console) -> None:
     table.add_column("val sens / spec", justify="right")
     for s in sets:
         table.add_column(f"'{s}' sens / spec / acc", justify="right")
-    pos = op["positive"]
+    pos = _op_positive(op)
     for k in sorted(op["folds"], key=int):
         f = op["folds"][k]
         if f["threshold"] is None:

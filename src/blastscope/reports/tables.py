@@ -12,12 +12,23 @@ from rich.table import Table
 __all__ = ["print_run_tables", "metric_blocks"]
 
 
+def _positive_set(metrics: dict) -> list[str] | None:
+    """The positive classes when ``positive`` names two or more of them, else None."""
+    pos = metrics["positive"]
+    return None if isinstance(pos, str) or len(pos) < 2 else list(pos)
+
+
 def metric_blocks(metrics: dict) -> list[tuple[str, str]]:
+    """``(label, key)`` rows. With a set of positive classes (more than two classes) a last row
+    ``op_auc`` gives the ROC AUC of the set against the rest (sum of its probabilities), read
+    from the operating-point entries of ``metrics.json``; :func:`print_run_tables` names the set."""
     classes, pos = metrics["class_names"], metrics["positive"]
     blocks = [(f"F1 {c}" + (" (cancer)" if c == pos and len(classes) == 2 else " (normal)" if len(classes) == 2 else ""), f"f1:{c}") for c in classes]
     blocks += [("Weighted F1 (WF1)", "weighted_f1"), ("Balanced accuracy (BAC)", "balanced_accuracy"), ("Accuracy", "accuracy")]
     if len(classes) == 2:
         blocks.append(("ROC AUC [DeLong 95% CI]", "auc"))
+    elif _positive_set(metrics):  # the set is named in the line above the tables (print_run_tables)
+        blocks.append(("ROC AUC positive set vs rest [DeLong 95% CI]", "op_auc"))
     return blocks
 
 
@@ -26,10 +37,18 @@ def _value(m: dict | None, key: str) -> str:
         return "-"
     if key.startswith("f1:"):
         return f"{m['per_class'][key[3:]]['f1']:.3f}"
-    if key == "auc":
+    if key in ("auc", "op_auc"):  # op_auc: ``m`` is the operating-point entry, whose AUC is the set's
         a = m.get("auc")
         return "-" if not a else f"{a['auc']:.3f} [{a['low']:.2f},{a['high']:.2f}]"
     return f"{m[key]:.3f}"
+
+
+def _entry_sets(entry: dict, key: str) -> tuple[dict, dict | None, dict]:
+    """(per-fold entries, pooled val, votes) of an arm: the argmax ones, or the operating point's for ``op_auc``."""
+    if key == "op_auc":
+        op = entry.get("operating_point") or {}
+        return op.get("folds") or {}, op.get("pooled_val"), op.get("vote") or {}
+    return entry["folds"], entry["pooled_val"], entry["vote"]
 
 
 def print_run_tables(metrics: dict, console: Console | None = None) -> None:
@@ -39,6 +58,12 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
         console.print("[bold red]IMAGE-LEVEL evaluation: cells of one subject may sit in train and test; scores are optimistic.")
     else:
         console.print(f"Subject-level evaluation, {metrics['n_folds']} folds ({metrics['fold_mode']} folds). Recipe: {metrics['recipe']}")
+    if positive_set := _positive_set(metrics):
+        from blastscope.evaluation.operating_point import binary_names
+
+        negative, positive = binary_names(metrics["class_names"], positive_set)
+        console.print(f"Binary question: {positive} against {negative}; positive score = sum of the probabilities "
+                      f"of {', '.join(positive_set)}. Per-class rows stay per class.")
     n = metrics["n_folds"]
     sets = sorted({s for a in arms.values() for s in a["vote"]}) + ["val"]
     for s in sets:
@@ -51,8 +76,9 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
         table.add_column("Pooled" if s == "val" else "Majority vote", justify="right", style="bold")
         for label, key in metric_blocks(metrics):
             for i, (arm, entry) in enumerate(arms.items()):
-                cells = [_value(entry["folds"].get(str(k), {}).get(s), key) for k in range(n)]
-                last = entry["pooled_val"] if s == "val" else entry["vote"].get(s)
+                folds, pooled, vote = _entry_sets(entry, key)
+                cells = [_value(folds.get(str(k), {}).get(s), key) for k in range(n)]
+                last = pooled if s == "val" else vote.get(s)
                 table.add_row(label if i == 0 else "", arm, *cells, _value(last, key), end_section=i == len(arms) - 1)
         console.print(table)
     for arm, entry in arms.items():
