@@ -40,3 +40,17 @@ def test_all_figures_draw():
                                np.sort(rng.random((n, 10)), axis=1), np.geomspace(1e-3, 1, 10), ["hem", "all"], "t"))
     layers = {"C1": (rng.normal(size=(20, 2)), ["hem", "all"] * 10), "C6": (rng.normal(size=(20, 2)), ["hem", "all"] * 10)}
     _decode(plots.feature_projection(layers, {"C1": [0.5, 0.2], "C6": [0.6, 0.1]}, ["hem", "all"], "t"))
+
+
+def test_subject_accuracy_with_file_path_subjects_keeps_its_bars():
+    """Image-level runs name "subjects" by file path: long labels are cut, the layout still applies."""
+    import warnings
+
+    rows = [{"subject_id": f"/data/all-smear-taleqani/very_long_folder_name/image_{i:04d}.jpg", "label": "all",
+             "accuracy": 1.0 if i % 2 else 0.0, "cells": 1} for i in range(24)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when constrained layout collapses the axes
+        image = _decode(plots.subject_accuracy(rows, ["hem", "all"], "t"))
+    assert plots._short(rows[0]["subject_id"]).endswith("image_0000.jpg")
+    assert len(plots._short(rows[0]["subject_id"])) == 24 and plots._short("S1") == "S1"
+    assert image.shape[0] > 200

@@ -110,6 +110,12 @@ def theta_sweep(thetas: Sequence[float], series: dict[str, dict[str, Sequence[fl
     return _png(fig)
 
 
+def _short(label: str, width: int = 24) -> str:
+    """``label`` cut to its last ``width`` characters behind an ellipsis (image-level "subjects"
+    are file paths, which would squeeze the bars to nothing)."""
+    return label if len(label) <= width else "\u2026" + label[-(width - 1):]
+
+
 def subject_accuracy(rows: Sequence[dict], class_names: Sequence[str], title: str) -> bytes:
     """Fig. 11: per subject accuracy (coloured by the subject's class) and error rate (grey), stacked."""
     rows = sorted(rows, key=lambda r: (list(class_names).index(r["label"]) if r["label"] in class_names else 99,
@@ -121,7 +127,7 @@ def subject_accuracy(rows: Sequence[dict], class_names: Sequence[str], title: st
     colours = [_class_colour(list(class_names).index(r["label"])) if r["label"] in class_names else "0.5" for r in rows]
     ax.bar(x, acc, color=colours)
     ax.bar(x, 1 - acc, bottom=acc, color="0.85")
-    ax.set_xticks(x, [f"{r['subject_id']} ({r['cells']})" for r in rows], rotation=90, fontsize=7)
+    ax.set_xticks(x, [f"{_short(str(r['subject_id']))} ({r['cells']})" for r in rows], rotation=90, fontsize=7)
     ax.set(ylim=(0, 1), ylabel="accuracy (colour) / error rate (grey)", title=title)
     from matplotlib.patches import Patch
 
