@@ -38,13 +38,26 @@ def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> Ti
     return Timing(median=times[len(times) // 2], best=times[0], repeats=repeats)
 
 
-def interleaved(first: Callable[[], object], second: Callable[[], object], repeats: int = 3) -> tuple[Timing, Timing]:
-    """Time two paths alternately (``first, second, first, ...``): a load change hits both, not one."""
+SETTLE_S = 0.1
+"""Idle seconds before each timed call of :func:`interleaved`. After a parallel region PyTorch's
+OpenMP threads keep spinning (GNU OpenMP's default spin count) and hold the cores: NumPy work
+started right after a torch call ran up to 1.5x slower here, the effect fading over ~100 ms. A
+path timed right after the other would pay for the other's threads."""
+
+
+def interleaved(first: Callable[[], object], second: Callable[[], object], repeats: int = 3,
+                settle: float = SETTLE_S) -> tuple[Timing, Timing]:
+    """Time two paths alternately (``first, second, first, ...``): a load change hits both, not one.
+
+    Each timed call starts after ``settle`` idle seconds, so neither inherits the other's
+    spinning thread pool (see :data:`SETTLE_S`).
+    """
     if repeats < 1:
         raise ValueError(f"need repeats >= 1, got repeats={repeats}")
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
         for fn, out in ((first, times[0]), (second, times[1])):
+            time.sleep(settle)
             t0 = time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)
