@@ -18,7 +18,7 @@ import yaml
 __all__ = [
     "DataConfig", "OptimConfig", "ScheduleConfig", "TrainConfig", "AuxConfig", "ArmConfig", "RunConfig",
     "ConfigError", "load_recipe", "list_recipes", "resolve_config", "config_to_dict", "config_from_dict",
-    "TRAINING_OVERRIDES", "arm_training",
+    "TRAINING_OVERRIDES", "arm_training", "check_positive",
 ]
 
 # The data settings an arm may override for its own training (None in the arm = data.<key>).
@@ -45,29 +45,33 @@ def _check_training(where: str, augment: Any, augment_minority_only: Any, balanc
         raise ConfigError(f"{where}.balance must be one of {list(BALANCE)}, got {balance!r}")
 
 
-def _check_positive(positive: Any, classes: tuple[str, ...]) -> str | tuple[str, ...]:
-    """``data.positive`` normalised: a class name, or a tuple of two or more names in
-    ``data.classes`` order (a one-name list becomes the name); :class:`ConfigError` naming the
-    bad value otherwise (unknown or repeated names, an empty list, every class positive)."""
+def check_positive(positive: Any, classes: Any, where: str = "data.positive",
+                   classes_name: str = "data.classes") -> str | list[str]:
+    """A positive class setting normalised: a class name, or a list of two or more names in
+    ``classes`` order (a one-name list becomes the name). The one check of ``data.positive`` and of
+    the ``positive`` stored in run.json / bundle.json. Raises :class:`ConfigError` (a ValueError)
+    naming ``where`` and the bad value: unknown or repeated names, an empty list, every class positive.
+    """
+    classes = [str(c) for c in classes]
     if isinstance(positive, str):
         if positive not in classes:
-            raise ConfigError(f"data.positive must be one of data.classes {list(classes)}, got {positive!r}")
+            raise ConfigError(f"{where} must be one of {classes_name} {classes}, got {positive!r}")
         return positive
     if not isinstance(positive, (list, tuple)) or not positive or not all(isinstance(p, str) for p in positive):
         shown = list(positive) if isinstance(positive, tuple) else positive  # YAML lists arrive as tuples
-        raise ConfigError(f"data.positive must be a class name or a non-empty list of class names "
-                          f"from data.classes {list(classes)}, got {shown!r}")
+        raise ConfigError(f"{where} must be a class name or a non-empty list of class names "
+                          f"from {classes_name} {classes}, got {shown!r}")
     unknown = [p for p in positive if p not in classes]
     if unknown:
-        raise ConfigError(f"data.positive names {unknown}, which are not in data.classes {list(classes)} "
-                          f"(got data.positive={list(positive)})")
+        raise ConfigError(f"{where} names {unknown}, which are not in {classes_name} {classes} "
+                          f"(got {where}={list(positive)})")
     repeated = sorted({p for p in positive if positive.count(p) > 1})
     if repeated:
-        raise ConfigError(f"data.positive names {repeated} more than once (got data.positive={list(positive)})")
+        raise ConfigError(f"{where} names {repeated} more than once (got {where}={list(positive)})")
     if len(positive) == len(classes):
-        raise ConfigError(f"data.positive names every class of data.classes {list(classes)}; "
+        raise ConfigError(f"{where} names every class of {classes_name} {classes}; "
                           "at least one class must stay negative")
-    ordered = tuple(c for c in classes if c in positive)
+    ordered = [c for c in classes if c in positive]
     return ordered[0] if len(ordered) == 1 else ordered
 
 
@@ -94,7 +98,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise ConfigError(f"data.classes must be two or more distinct names, got {list(self.classes)}")
-        object.__setattr__(self, "positive", _check_positive(self.positive, tuple(self.classes)))
+        positive = check_positive(self.positive, self.classes)
+        object.__setattr__(self, "positive", positive if isinstance(positive, str) else tuple(positive))
         if self.fold_mode != "dataset" and self.folds < 2:
             raise ConfigError(f"data.folds must be >= 2, got {self.folds}")
         if self.fold_mode not in ("subject", "dataset", "image"):

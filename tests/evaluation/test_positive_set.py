@@ -17,7 +17,6 @@ from blastscope.evaluation.operating_point import (
     binary_positive,
     is_positive,
     normalize_positive,
-    positive_label,
     positive_score,
 )
 
@@ -70,7 +69,7 @@ def test_names_of_the_binary_question() -> None:
     assert binary_names(CLASSES, MALIGNANT) == [NEG, POS]
     assert binary_names(CLASSES, ["pro_malignant", "early_malignant"]) == [
         "negative (benign, pre_malignant)", "positive (early_malignant, pro_malignant)"]
-    assert binary_positive(CLASSES, MALIGNANT) == POS and positive_label(MALIGNANT) == POS
+    assert binary_positive(CLASSES, MALIGNANT) == POS
     # a single class keeps today's names
     assert binary_names(CLASSES, "early_malignant") == ["not early_malignant", "early_malignant"]
     assert binary_names(CLASSES, ["early_malignant"]) == ["not early_malignant", "early_malignant"]

@@ -26,9 +26,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from blastscope.config import check_positive
+
 __all__ = [
     "threshold_for_sensitivity", "apply_threshold", "normalize_positive", "positive_classes", "binary_names",
-    "binary_positive", "positive_label", "positive_score", "is_positive",
+    "binary_positive", "positive_score", "is_positive",
 ]
 
 
@@ -75,27 +77,13 @@ def normalize_positive(class_names: Sequence[str], positive: str | Sequence[str]
     """``positive`` as stored in run.json / metrics.json / bundle.json: a class name, or a list of
     two or more names in ``class_names`` order (a one-name list becomes that name).
 
+    The same check as ``data.positive`` (:func:`blastscope.config.check_positive`).
+
     Raises:
         ValueError: naming the bad value (unknown or repeated names, an empty list, or a set
             holding every class, which leaves no negative class).
     """
-    classes = [str(c) for c in class_names]
-    if isinstance(positive, str):
-        if positive not in classes:
-            raise ValueError(f"positive must be one of the classes {classes}, got {positive!r}")
-        return positive
-    if not isinstance(positive, Sequence) or not positive or not all(isinstance(p, str) for p in positive):
-        raise ValueError(f"positive must be a class name or a non-empty list of class names, got {positive!r}")
-    unknown = [p for p in positive if p not in classes]
-    if unknown:
-        raise ValueError(f"positive names {unknown}, not among the classes {classes}")
-    repeated = sorted({p for p in positive if list(positive).count(p) > 1})
-    if repeated:
-        raise ValueError(f"positive names {repeated} more than once, got {list(positive)}")
-    if len(positive) == len(classes):
-        raise ValueError(f"positive names every class {list(positive)}; at least one class must stay negative")
-    ordered = [c for c in classes if c in positive]
-    return ordered[0] if len(ordered) == 1 else ordered
+    return check_positive(positive, class_names, where="positive", classes_name="the classes")
 
 
 def positive_classes(class_names: Sequence[str], positive: str | Sequence[str]) -> list[str]:
@@ -123,13 +111,6 @@ def binary_positive(class_names: Sequence[str], positive: str | Sequence[str]) -
     """The positive name among :func:`binary_names` (the class itself for one positive class)."""
     pos = positive_classes(class_names, positive)
     return pos[0] if len(pos) == 1 else binary_names(class_names, positive)[1]
-
-
-def positive_label(positive: str | Sequence[str]) -> str:
-    """Display text of ``positive``: the name, or ``"positive (<a>, <b>)"`` for a set."""
-    if isinstance(positive, str):
-        return positive
-    return positive[0] if len(positive) == 1 else f"positive ({', '.join(positive)})"
 
 
 def positive_score(proba: Mapping[str, Sequence[float]], class_names: Sequence[str],
