@@ -80,7 +80,14 @@ class DataConfig:
     """``positive``: the class the binary results are about (operating point, ROC AUC, sensitivity,
     per-subject calls), or a list of classes taken together ("any of them" against the rest,
     scored by the sum of their probabilities; e.g. the three ALL subtypes against ``benign``).
-    A list is kept in ``classes`` order; a one-name list is that name."""
+    A list is kept in ``classes`` order; a one-name list is that name.
+
+    ``selection``: where the choices of each fold model are made (best epoch, the SVM's Platt
+    scaling, the operating point). ``"inner"`` (default): on an inner subject-level split of the
+    fold's TRAINING subjects (about ``1 / inner_folds`` of them, which then do not train the
+    network or the SVM), so the outer fold is scored untouched. ``"fold"``: the papers' protocol,
+    on the validation fold itself; its out-of-fold scores are then labelled "selection fold
+    (optimistic)" and only a separate held-out test set is an unbiased result."""
 
     canvas: int | None = 350
     resize: int | None = None
@@ -94,8 +101,14 @@ class DataConfig:
     augment_minority_only: bool = False
     synthetic: str = "default"
     class_map: dict[str, str] | None = None
+    selection: Literal["inner", "fold"] = "inner"
+    inner_folds: int = 5
 
     def __post_init__(self) -> None:
+        if self.selection not in ("inner", "fold"):
+            raise ConfigError(f"data.selection must be inner or fold, got {self.selection!r}")
+        if isinstance(self.inner_folds, bool) or not isinstance(self.inner_folds, int) or self.inner_folds < 2:
+            raise ConfigError(f"data.inner_folds must be an integer >= 2, got {self.inner_folds!r}")
         if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise ConfigError(f"data.classes must be two or more distinct names, got {list(self.classes)}")
         positive = check_positive(self.positive, self.classes)

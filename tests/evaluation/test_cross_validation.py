@@ -54,15 +54,25 @@ def test_theta_zero_is_sdct_net_and_theta_one_is_the_svm(quick_run):
 
     cnn = _preds(quick_run, "sdct_net").sort_values(["fold", "set", "path"]).reset_index(drop=True)
     aux = _preds(quick_run, "sdct_auxnet").sort_values(["fold", "set", "path"]).reset_index(drop=True)
-    proba = aux[["p_hem", "p_all"]].to_numpy()
+    proba = aux[["cnn_p_hem", "cnn_p_all"]].astype(float).to_numpy()
     np.testing.assert_allclose(proba, cnn[["p_hem", "p_all"]].to_numpy(), atol=1e-6)  # same CNN underneath
+    fitted = aux["svm_pred"] != ""
+    assert fitted.any()
+    aux, proba, cnn = aux[fitted], proba[fitted.to_numpy()], cnn[fitted]
     svm = aux["svm_pred"].to_numpy(int)
     pred0, _ = theta_combine(proba, svm, 0.0)
     pred1, src1 = theta_combine(proba, svm, 1.0)
     assert (pred0 == cnn["pred"].to_numpy()).all()
     assert (pred1 == svm).all() and (src1 == "svm").all()
-    expected, _ = theta_combine(proba, svm, 0.9)
+    expected, source = theta_combine(proba, svm, 0.9)
     assert (aux["pred"].to_numpy() == expected).all()
+    # the arm's probability is the answering classifier's: the SVM's Platt probability where it answered
+    arm_p = aux[["p_hem", "p_all"]].astype(float).to_numpy()
+    svm_p = aux[["svm_p_hem", "svm_p_all"]].astype(float).to_numpy()
+    by_svm = source == "svm"
+    np.testing.assert_allclose(arm_p[by_svm], svm_p[by_svm])
+    np.testing.assert_allclose(arm_p[~by_svm], proba[~by_svm], atol=1e-6)
+    assert (arm_p.argmax(1) == aux["pred"].to_numpy()).all()  # every probability agrees with its label
 
 
 def test_svm_sees_only_correctly_classified_training_cells(quick_run):

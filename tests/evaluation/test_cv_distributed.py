@@ -25,7 +25,7 @@ from blastscope.data.readers import read_dataset
 from blastscope.evaluation.cross_validation import run_cv
 
 ARMS = "arms=[{name: cnn, model: sd_net}, {name: aux, source: cnn, aux: {theta: 0.9, gamma: scale}}]"
-OVERRIDES = ["train.epochs=1", "data.resize=64", "data.folds=2", "train.batch_size=8", ARMS]
+OVERRIDES = ["train.epochs=1", "data.resize=64", "data.folds=2", "train.batch_size=8", ARMS, "data.selection=fold"]  # every training cell trains: the tiny folds are small
 
 RANK_MAIN = r"""
 import json, os, sys

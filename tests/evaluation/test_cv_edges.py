@@ -20,7 +20,8 @@ ARMS = "arms=[{name: cnn, model: sd_net}, {name: aux, source: cnn, aux: {theta: 
 def test_cnn_wrong_on_a_whole_class_falls_back_to_the_cnn(tiny_synthetic, tmp_path, monkeypatch):
     """Invariant: when the CNN misclassifies every training cell of a class, the SVM (eq. 3 trains it only
     on correctly classified cells) would see one class; the fold then records ``aux_fallback: true``,
-    writes no SVM, and the CNN's label stands in for the SVM's, even at theta = 1 (SVM only)."""
+    writes no SVM, and the CNN answers every cell, even at theta = 1 (SVM only): no cell is
+    counted as the SVM's (Table 8) and no SVM label is recorded."""
     real = cv.predict_arrays
 
     def always_hem(*args, **kwargs):
@@ -28,7 +29,8 @@ def test_cnn_wrong_on_a_whole_class_falls_back_to_the_cnn(tiny_synthetic, tmp_pa
         return np.log(np.tile([0.8, 0.2], (len(logp), 1))), feats  # every "all" cell is wrong
 
     monkeypatch.setattr(cv, "predict_arrays", always_hem)
-    config = resolve_config("sd_net", "quick", ["train.epochs=1", "data.resize=64", "data.folds=2", ARMS.replace("THETA", "1.0")])
+    config = resolve_config("sd_net", "quick", ["train.epochs=1", "data.resize=64", "data.folds=2", "data.selection=fold",
+                                               ARMS.replace("THETA", "1.0")])
     run = tmp_path / "run"
     cv.run_cv(config, read_dataset(tiny_synthetic), run, folds=[0])
     fold = run / "arms" / "aux" / "fold_0"
@@ -37,9 +39,12 @@ def test_cnn_wrong_on_a_whole_class_falls_back_to_the_cnn(tiny_synthetic, tmp_pa
     assert not (fold / "svm.safetensors").exists()
     preds = pd.read_csv(fold / "predictions.csv")
     assert {"val", "validation"} <= set(preds["set"]) and (preds["label"] == "all").any()
-    assert (preds["svm_pred"] == 0).all() and (preds["pred"] == 0).all() and set(preds["answered_by"]) == {"svm"}
+    assert preds["svm_pred"].isna().all() and (preds["pred"] == 0).all() and set(preds["answered_by"]) == {"cnn"}
     metrics = aggregate_run(run, require_complete=False)
     assert metrics["arms"]["aux"]["folds"]["0"]["info"]["aux_fallback"] is True
+    who = metrics["arms"]["aux"]["contributions"]["validation"]["0"]
+    n = int((preds["set"] == "validation").sum())
+    assert who["svm"]["answered"] == 0 and who["cnn"]["answered"] == n == who["total"]["answered"]
 
 
 def _brute_auc(pos: np.ndarray, neg: np.ndarray) -> float:

@@ -85,12 +85,19 @@ def test_run_records_and_scores_the_positive_set(smear_run) -> None:
     assert op["pooled_val"]["auc"]["auc"] == pytest.approx(roc_auc_score(member, score))
     assert op["pooled_val"]["per_class"][POS]["support"] == int(member.sum())
     target = op["target_sensitivity"]
+    assert op["chosen_on"] == "select"
     for k, g in val.groupby("fold"):
-        is_pos = g["label"].isin(MALIGNANT).to_numpy()
-        s = g[[f"p_{c}" for c in MALIGNANT]].sum(axis=1).to_numpy()
-        t = _loop_threshold(is_pos, s, target)
+        # the threshold is chosen on the fold model's inner selection cells (training subjects) ...
+        fold_preds = pd.read_csv(run / "arms" / "spike_resnet" / f"fold_{k}" / "predictions.csv", keep_default_na=False)
+        chooser = fold_preds[fold_preds["set"] == "select"]
+        assert len(chooser) and not set(chooser["subject_id"]) & set(g["subject_id"])
+        t = _loop_threshold(chooser["label"].isin(MALIGNANT).to_numpy(),
+                            chooser[[f"p_{c}" for c in MALIGNANT]].sum(axis=1).to_numpy(), target)
         fold = op["folds"][str(k)]
         assert fold["threshold"] == pytest.approx(t)
+        # ... and applied unchanged to the scored fold
+        is_pos = g["label"].isin(MALIGNANT).to_numpy()
+        s = g[[f"p_{c}" for c in MALIGNANT]].sum(axis=1).to_numpy()
         pc = fold["val"]["per_class"][POS]
         assert (pc["tp"], pc["fn"], pc["fp"], pc["tn"]) == (
             int((is_pos & (s >= t)).sum()), int((is_pos & (s < t)).sum()),

@@ -57,3 +57,32 @@ def test_dataset_folds_are_renumbered():
     index = _index(6)
     index["fold"] = [2 if s in ("S0", "S1", "S2") else 5 for s in index.subject_id]
     assert set(assign_folds(index, 0, mode="dataset")) == {0, 1}
+
+
+@pytest.mark.parametrize("n_splits", [2, 4, 5])
+def test_inner_split_is_subject_disjoint_and_holds_every_class(n_splits):
+    """Invariant: the inner selection split of one fold's training rows puts every subject on one
+    side, both sides hold both classes, and together they are exactly the training rows."""
+    from blastscope.evaluation.splits import inner_split
+
+    index = _index()
+    labels, groups = index["label"].to_numpy(), index["subject_id"].to_numpy()
+    fit, select = inner_split(labels, groups, n_splits, seed=1)
+    assert not set(groups[fit]) & set(groups[select])
+    assert sorted(np.concatenate([fit, select]).tolist()) == list(range(len(index)))
+    assert set(labels[fit]) == set(labels[select]) == {"all", "hem"}
+    share = len(set(groups[select])) / len(set(groups))
+    assert 0.5 / n_splits <= share <= 2.0 / n_splits
+    again = inner_split(labels, groups, n_splits, seed=1)
+    assert (again[0] == fit).all() and (again[1] == select).all()
+
+
+def test_inner_split_with_two_subjects_per_class_keeps_both_classes_on_both_sides():
+    from blastscope.evaluation.splits import inner_split
+
+    labels = np.array(["a"] * 6 + ["b"] * 6)
+    groups = np.repeat(["A1", "A2", "B1", "B2"], 3)
+    fit, select = inner_split(labels, groups, 5, seed=0)
+    assert set(labels[fit]) == set(labels[select]) == {"a", "b"}
+    with pytest.raises(ValueError, match="at least 2 subjects"):
+        inner_split(labels, np.full(12, "S"), 5)

@@ -47,29 +47,32 @@ def svm_bundle(tiny_run, tmp_path_factory):
         images = np.stack([load_preprocessed(p, prep) for p in train["path"]])
         model, model_input = load_fold_model(run, config, "sdct_net", k)
         _, feats = predict_arrays(model, images, spectral=True, input_fn=model_input)
-        svm = SpectralSVM(C=10.0, gamma=1.0).fit(feats, (train["label"] == "all").to_numpy().astype(np.int64))
+        y = (train["label"] == "all").to_numpy().astype(np.int64)
+        svm = SpectralSVM(C=10.0, gamma=1.0).fit(feats, y).calibrate(feats, y)
         save_file({n: np.ascontiguousarray(v) for n, v in svm.to_arrays().items()},
                   str(run / "arms" / "sdct_auxnet" / f"fold_{k}" / "svm.safetensors"))
-        references.append((model, svm.svc_))
+        references.append((model, svm.svc_, svm.platt_a_))
     return export_bundle(run, root / "bundle", onnx=True), references
 
 
 def _expected(references, images: np.ndarray, theta: float):
     """Straightforward per-fold theta rule (eqs. 4-5) and mode of the fold labels (eq. 11)."""
-    preds, sources = [], []
-    for model, svc in references:
+    preds, sources, probas = [], [], []
+    for model, svc, slope in references:
         with torch.inference_mode():
             x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
             maps = model.forward_features(x)
             proba = torch.softmax(model.forward_head(maps), dim=1).numpy()
             feats = maps.mean(dim=1).flatten(1).numpy()
         svm_pred = svc.predict(feats.astype(np.float64))
+        p_all = 1.0 / (1.0 + np.exp(-slope * svc.decision_function(feats.astype(np.float64))))  # Platt, slope only
         use_cnn = proba.max(axis=1) > theta
         preds.append(np.where(use_cnn, proba.argmax(axis=1), svm_pred))
         sources.append(np.where(use_cnn, "cnn", "svm"))
+        probas.append(np.where(use_cnn[:, None], proba, np.stack([1 - p_all, p_all], axis=1)))
     preds = np.stack(preds)
     vote = (preds.sum(axis=0) * 2 > len(references)).astype(int)  # two classes, three models: no ties
-    return preds, np.stack(sources), vote, (preds == vote).mean(axis=0)
+    return preds, np.stack(sources), vote, (preds == vote).mean(axis=0), np.stack(probas)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
@@ -81,8 +84,10 @@ def test_theta_rule_with_svm_arrays_matches_reference(svm_bundle, backend, theta
     predictor = Predictor(bundle, backend=backend, theta=theta)
     images = np.stack([load_preprocessed(p, predictor.preprocess) for p in _samples()])
     got = predictor.predict_images(images)
-    preds, sources, vote, agreement = _expected(references, images, theta)
+    preds, sources, vote, agreement, probas = _expected(references, images, theta)
     np.testing.assert_array_equal(got.fold_pred, preds)
+    np.testing.assert_allclose(got.fold_proba, probas, atol=1e-4)  # the answering classifier's probability
+    assert (got.fold_proba.argmax(axis=2) == got.fold_pred).all()
     np.testing.assert_array_equal(got.fold_source, sources)
     np.testing.assert_array_equal(got.pred, vote)
     np.testing.assert_allclose(got.agreement, agreement)

@@ -49,9 +49,11 @@ def test_quick_profile_runs_on_three_class_synthetic_data(tiny_cnmc3_index, tiny
 
     monkeypatch.setattr(cv, "build_transform", spy)
     out = tmp_path / "run"
-    _, metrics = run_quick("leukemianet", tiny_cnmc3_index, out, "data.resize=128")
-    folds = pd.read_csv(out / "folds.csv")
-    assert fitted == [int(((folds["fold"] >= 0) & (folds["fold"] != k)).sum()) for k in range(2)]
+    config, metrics = run_quick("leukemianet", tiny_cnmc3_index, out, "data.resize=128")
+    from blastscope.evaluation.cross_validation import fold_rows, plan_cv
+
+    plan = plan_cv(config, tiny_cnmc3_index)
+    assert fitted == [len(fold_rows(plan, k).fit) for k in range(2)]  # the fold's fit subjects, not its selection ones
     entry = metrics["arms"]["leukemianet"]
     assert metrics["class_names"] == ["hem", "all", "aml"]
     for m in (entry["pooled_val"], entry["vote"]["validation"]):

@@ -73,8 +73,9 @@ def test_quick_profile_runs_end_to_end_subject_level(tmp_path: Path) -> None:
     k = 0
     stored = load_file(str(run / "arms" / "spike_resnet" / f"fold_{k}" / "input.safetensors"))
     images = ImageCache(tmp_path / "cache").array(plan.index["path"].tolist(), Preprocess(canvas=None, resize=100))
-    fold = plan.index["fold"].to_numpy()
-    refit = SpikeInput(**config.arms[0].input_kwargs).fit(np.asarray(images[(fold >= 0) & (fold != k)]))
+    from blastscope.evaluation.cross_validation import fold_rows
+
+    refit = SpikeInput(**config.arms[0].input_kwargs).fit(np.asarray(images[fold_rows(plan, k).fit]))  # the fit subjects only
     for key, value in refit.to_arrays().items():
         np.testing.assert_array_equal(stored[key], value, err_msg=key)
 

@@ -35,7 +35,7 @@ def test_report_has_its_sections_tables_and_figures(report):
     for anchor in ("config", "data", "tables", "folds", "curves", "roc", "confusion", "theta", "subjects", "dct", "features"):
         assert f'id="{anchor}"' in text
     for table_text in ("Weighted F1 (WF1)", "Majority vote", "Table 5", "Table 8", "Subjects / cells per class",
-                       "best val acc", "recipe: sdct_auxnet"):
+                       "selection acc", "inner (training subjects)", "recipe: sdct_auxnet"):
         assert table_text in text
     assert "Subject-level evaluation" in text and "IMAGE-LEVEL" not in text
     assert "Model activations are not available" not in text  # artefacts were computed

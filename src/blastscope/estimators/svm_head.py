@@ -14,6 +14,18 @@ Differences from the released code:
 - For more than two classes ``decision_function`` returns the one-vs-one values
   (n_samples, k(k-1)/2), libsvm's native form, instead of scikit-learn's default
   one-vs-rest transform; ``predict`` is libsvm's one-vs-one vote either way.
+- A probability of its own (the released code and the paper have none): ``calibrate`` fits a
+  Platt scaling on cells the SVM was NOT trained on, and ``predict_proba`` returns it. Why not
+  scikit-learn's ``SVC(probability=True)``: that fits Platt's sigmoid by an internal 5-fold CV
+  over the SVM's own training cells (which the CNN got right, eq. 3, so they are not the cells
+  the SVM answers), and its probabilities can disagree with ``predict`` (libsvm's intercept
+  moves the 0.5 point off the decision boundary). Here the sigmoid has a slope only,
+  ``P(classes_[1]) = 1 / (1 + exp(-a f))`` with ``f`` the decision value and ``a >= 0`` fitted
+  by maximum likelihood with Platt's smoothed targets ((N+ + 1)/(N+ + 2), 1/(N- + 2)), so
+  ``argmax(predict_proba) == predict`` for every cell: the probability belongs to the label.
+  For k > 2 classes the same one-slope fit is a softmax over the one-vs-one vote counts
+  (ties resolved to the lower class index, as ``predict``), with targets ``(N_c + 1)/(N_c + 2)``
+  for the true class and the rest shared equally. The slope is stored as ``platt_a``.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ import logging
 import numbers
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -58,6 +72,45 @@ def _rbf_ovo_decision(X: np.ndarray, a: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
+def _ovo_votes(dec: np.ndarray, k: int) -> np.ndarray:
+    """Vote counts (n_samples, k) of libsvm's one-vs-one decision values (positive -> class i of pair (i, j))."""
+    votes = np.zeros((dec.shape[0], k), dtype=np.int64)
+    p = 0
+    for i in range(k):
+        for j in range(i + 1, k):
+            wins_i = dec[:, p] > 0
+            votes[:, i] += wins_i
+            votes[:, j] += ~wins_i
+            p += 1
+    return votes
+
+
+def platt_targets(y: np.ndarray, k: int) -> np.ndarray:
+    """Platt's smoothed targets (n_samples, k): ``(N_c + 1) / (N_c + 2)`` on the true class c
+    (``N_c`` its count), the rest shared equally; for k = 2 exactly Platt (1999)."""
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    hit = (counts[y] + 1.0) / (counts[y] + 2.0)
+    t = np.repeat(((1.0 - hit) / (k - 1))[:, None], k, axis=1)
+    t[np.arange(len(y)), y] = hit
+    return t
+
+
+def fit_platt_slope(scores: np.ndarray, y: np.ndarray) -> float:
+    """Maximum-likelihood slope ``a`` in [e^-12, e^12] of ``softmax(a * scores)`` against Platt's targets.
+
+    ``scores`` (n_samples, k): per-class scores whose argmax is the label; ``y`` (n_samples,) class
+    indices. For two classes with scores (0, f) this is a logistic regression on f without intercept.
+    """
+    k = scores.shape[1]
+    t = platt_targets(y, k)
+
+    def nll(log_a: float) -> float:
+        return float(-(t * log_softmax(np.exp(log_a) * scores, axis=1)).sum())
+
+    res = minimize_scalar(nll, bounds=(-12.0, 12.0), method="bounded", options={"xatol": 1e-8})
+    return float(np.exp(res.x))
+
+
 class SpectralSVM(ClassifierMixin, BaseEstimator):
     """RBF-kernel SVM head with array export (scikit-learn estimator contract).
 
@@ -68,7 +121,8 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
 
     Fitted attributes: ``svc_`` (the scikit-learn ``SVC``, None after ``from_arrays``),
     ``scaler_`` (``StandardScaler`` or None), ``classes_`` (k,), ``n_features_in_``,
-    ``arrays_`` (the exported parameters).
+    ``arrays_`` (the exported parameters), and after ``calibrate`` ``platt_a_`` (the slope of
+    the Platt scaling; None before).
 
     Input ``X``: float array (n_samples, n_features), e.g. 100 spectral-averaged features.
 
@@ -114,6 +168,7 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
         self.classes_ = self.svc_.classes_
         self.n_features_in_ = X.shape[1]
         self.arrays_ = self._export()
+        self.platt_a_ = None
         logger.debug("SpectralSVM fitted: %d support vectors of %d samples", len(self.svc_.support_), len(y))
         return self
 
@@ -136,6 +191,48 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
             a["scaler_scale"] = np.array(self.scaler_.scale_, dtype=np.float64)
         return a
 
+    def _class_scores(self, X: np.ndarray) -> np.ndarray:
+        """Per-class scores (n_samples, k) whose argmax equals ``predict``: (0, f) for two classes,
+        else the one-vs-one vote counts minus ``1e-3 * class index`` (ties -> lower index)."""
+        dec = self.decision_function(X)
+        k = len(self.classes_)
+        if k == 2:
+            return np.stack([np.zeros_like(dec), dec], axis=1)
+        return _ovo_votes(dec, k) - 1e-3 * np.arange(k)[None, :]
+
+    def calibrate(self, X: np.ndarray, y: np.ndarray) -> SpectralSVM:
+        """Fit the Platt scaling (module docstring) on cells the SVM was not trained on.
+
+        Args:
+            X: (n_samples, n_features) features; y: (n_samples,) labels from ``classes_``.
+        Raises:
+            ValueError: no cells, or labels outside ``classes_``.
+        """
+        X = self._check_X(X)
+        y = np.asarray(y)
+        if y.shape != (X.shape[0],) or len(y) == 0:
+            raise ValueError(f"calibrate needs one label per cell and at least one cell, got X {X.shape} and y {y.shape}")
+        unknown = set(y.tolist()) - set(self.classes_.tolist())
+        if unknown:
+            raise ValueError(f"calibration labels {sorted(unknown)} are not among the SVM's classes {self.classes_.tolist()}")
+        idx = np.searchsorted(self.classes_, y)
+        self.platt_a_ = fit_platt_slope(self._class_scores(X), idx)
+        self.arrays_["platt_a"] = np.array(self.platt_a_)
+        logger.debug("SpectralSVM Platt slope %.4g from %d cells", self.platt_a_, len(y))
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (n_samples, k), columns in ``classes_`` order; their argmax is
+        ``predict``. Raises ``ValueError`` before ``calibrate``."""
+        check_is_fitted(self, "arrays_")
+        if getattr(self, "platt_a_", None) is None:
+            raise ValueError("this SVM has no probability: calibrate() it on cells it was not trained on first")
+        scores = self._class_scores(X)
+        if scores.shape[1] == 2:
+            p1 = expit(self.platt_a_ * scores[:, 1])
+            return np.stack([1.0 - p1, p1], axis=1)
+        return softmax(self.platt_a_ * scores, axis=1)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Parameters as plain arrays (safe to store in safetensors/npz; no pickle).
 
@@ -143,7 +240,7 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
         (k(k-1)/2,), ``n_support`` (k,), ``classes`` (k,), ``gamma`` and ``C`` (0-d), and
         ``scaler_mean``/``scaler_scale`` (d,) when standardised. Signs follow libsvm (a
         positive decision value votes for the first class of a pair). ``classes`` must be
-        numeric to be stored in safetensors.
+        numeric to be stored in safetensors. ``platt_a`` (0-d) once calibrated.
         """
         check_is_fitted(self, "arrays_")
         return {key: value.copy() for key, value in self.arrays_.items()}
@@ -170,6 +267,14 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
         obj.classes_ = a["classes"]
         obj.n_features_in_ = a["support_vectors"].shape[1]
         obj.arrays_ = a
+        obj.platt_a_ = None
+        if "platt_a" in a:
+            if a["platt_a"].size != 1:
+                raise ValueError(f"platt_a must be one number, got shape {a['platt_a'].shape}")
+            slope = float(a["platt_a"].reshape(()))
+            if not (np.isfinite(slope) and slope >= 0):
+                raise ValueError(f"platt_a must be a finite number >= 0, got {slope}")
+            obj.platt_a_ = slope
         return obj
 
     def _check_X(self, X: np.ndarray) -> np.ndarray:
@@ -196,13 +301,4 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
             Xs = self.scaler_.transform(X) if self.scaler_ is not None else X
             return self.svc_.predict(Xs)
         dec = _rbf_ovo_decision(X, self.arrays_)
-        k = len(self.classes_)
-        votes = np.zeros((X.shape[0], k), dtype=np.int64)
-        p = 0
-        for i in range(k):
-            for j in range(i + 1, k):
-                wins_i = dec[:, p] > 0
-                votes[:, i] += wins_i
-                votes[:, j] += ~wins_i
-                p += 1
-        return self.classes_[np.argmax(votes, axis=1)]
+        return self.classes_[np.argmax(_ovo_votes(dec, len(self.classes_)), axis=1)]

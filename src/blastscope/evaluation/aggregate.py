@@ -14,11 +14,26 @@ Every set also gets, for every class one-vs-rest (any number of classes), Wilson
 sensitivity and specificity and the DeLong AUC of ``p_<class>`` (``per_class_ci``; for more than
 two classes their mean is ``macro_auc``, scikit-learn's one-vs-rest macro AUC).
 
+Selection (``run.json`` ``selection``, from ``data.selection``): with ``inner`` (the default) every
+fold model also predicted its inner selection cells (training subjects that chose its best epoch;
+``set == "select"`` in the fold's predictions.csv). Those rows are never scored; they choose the
+operating point below, so ``val`` is scored untouched. With ``fold`` (the papers' protocol) the
+validation fold chooses, and the tables call its scores "selection fold (optimistic)".
+
+Auxiliary-SVM arms: ``p_<class>`` is the probability of the classifier that answered the cell (the
+CNN's softmax, or the SVM's Platt probability, :meth:`SpectralSVM.predict_proba`), so AUCs, the
+operating point, the vote's tie-break and per-subject calls use the arm's own score; ``cnn_p_`` and
+``svm_p_`` keep both, and the theta sweeps (Table 5 with its majority-vote column, Table 6's
+theta = 0 / recipe / 1 rows) recombine them.
+
 High-sensitivity operating point (Noshad & Fallahi 2021, section 2.4 and Table 5; the paper does not
 say how or where its cutoff was chosen): the positive class against the rest, ``p_<positive> >= t``.
-Per fold, ``t`` is the largest threshold reaching ``sensitivity_target`` on that fold model's own
-``val`` predictions (:func:`~blastscope.evaluation.operating_point.threshold_for_sensitivity`) and is
-applied unchanged to that model's held-out predictions. The majority vote has no probability of its
+Per fold, ``t`` is the largest threshold reaching ``sensitivity_target`` on that fold model's
+selection predictions (``select`` rows, or ``val`` under the papers' protocol;
+:func:`~blastscope.evaluation.operating_point.threshold_for_sensitivity`) and is applied unchanged to
+that model's validation-fold and held-out predictions. With an inner selection the vote's threshold
+is chosen on the pooled ``select`` predictions of all fold models (single-model probabilities: each
+training-subject cell is predicted only by the models that did not train on it). The majority vote has no probability of its
 own, so the vote's operating point thresholds the MEAN fold-model probability at one threshold chosen
 on the pooled out-of-fold ``val`` predictions (choice: it uses every training cell once, each predicted
 by a model that never trained on it, instead of an average of per-fold thresholds chosen on a quarter
@@ -61,6 +76,7 @@ from blastscope.evaluation.statistics import delong_auc_ci, wilson_interval
 __all__ = ["summarise", "aggregate_run", "load_predictions", "IncompleteRunError"]
 
 logger = logging.getLogger(__name__)
+SELECT = "select"
 
 
 class IncompleteRunError(RuntimeError):
@@ -134,14 +150,18 @@ def _threshold(frame: pd.DataFrame, classes: list[str], positive: str | list[str
 
 
 def _operating_point(a: pd.DataFrame, voted: dict[str, pd.DataFrame], classes: list[str], positive: str | list[str],
-                     target: float) -> dict:
-    """Thresholds chosen on validation predictions, applied unchanged to held-out ones (module docstring)."""
+                     target: float, select: pd.DataFrame | None = None) -> dict:
+    """Thresholds chosen on selection predictions, applied unchanged to scored ones (module docstring).
+
+    ``select``: the fold models' predictions of their inner selection cells (``set == "select"``,
+    training subjects); None under the papers' protocol, where the validation fold chooses."""
     names, pos_name = binary_names(classes, positive), binary_positive(classes, positive)
     out: dict = {"target_sensitivity": target, "positive": positive, "class_names": names, "folds": {},
-                 "pooled_val": None, "vote": {}}
+                 "pooled_val": None, "vote": {}, "chosen_on": "select" if select is not None else "val"}
     pooled = []
     for k, g in a.groupby("fold"):
-        t = _threshold(g[g["set"] == "val"], classes, positive, target)
+        chooser = g[g["set"] == "val"] if select is None else select[select["fold"] == k]
+        t = _threshold(chooser, classes, positive, target)
         entry: dict = {"threshold": t}
         if t is not None:
             for s, gs in g.groupby("set"):
@@ -154,7 +174,7 @@ def _operating_point(a: pd.DataFrame, voted: dict[str, pd.DataFrame], classes: l
         out["pooled_val"] = summarise(pd.concat(pooled, ignore_index=True), names, pos_name)
     fold_thresholds = [f["threshold"] for f in out["folds"].values() if f["threshold"] is not None]
     out["mean_fold_threshold"] = float(np.mean(fold_thresholds)) if fold_thresholds else None
-    t_vote = _threshold(a[a["set"] == "val"], classes, positive, target)
+    t_vote = _threshold(a[a["set"] == "val"] if select is None else select, classes, positive, target)
     out["vote_threshold"] = t_vote
     if t_vote is not None:
         for s, v in voted.items():
@@ -170,6 +190,11 @@ def load_predictions(run_dir: Path) -> pd.DataFrame:
     if "svm_pred" in frame.columns:  # only auxiliary-SVM arms have it; keep it integer with gaps
         frame["svm_pred"] = pd.to_numeric(frame["svm_pred"], errors="coerce").astype("Int64")
     return frame
+
+
+def _scored_sets(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows that are scored: everything but the inner selection cells (``set == "select"``)."""
+    return frame[frame["set"] != SELECT]
 
 
 def _vote(frame: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
@@ -208,7 +233,8 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
     run = json.loads((run_dir / "run.json").read_text())
     classes = run["class_names"]
     positive = normalize_positive(classes, run["positive"])
-    preds = load_predictions(run_dir)
+    all_preds = load_predictions(run_dir)
+    preds, select_preds = _scored_sets(all_preds), all_preds[all_preds["set"] == SELECT]
     n_folds = run["n_folds"]
     missing = [(a, k) for a in run["arms"] for k in range(n_folds) if not (run_dir / "arms" / a / f"fold_{k}" / "fold.json").exists()]
     if missing and require_complete:
@@ -216,7 +242,7 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
         raise IncompleteRunError(f"{run_dir}: {len(missing)} arm folds are not finished ({shown}); run them, then aggregate")
     metrics: dict = {"recipe": run["recipe"], "class_names": classes, "positive": positive, "grouping": run["grouping"],
                      "fold_mode": run["fold_mode"], "image_level": run["image_level"], "n_folds": n_folds,
-                     "skipped": int(run.get("skipped", 0)), "arms": {}}
+                     "skipped": int(run.get("skipped", 0)), "selection": run.get("selection", "fold"), "arms": {}}
     votes, rows = [], []
     for arm in run["arms"]:
         a = preds[preds["arm"] == arm]
@@ -230,15 +256,18 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
         entry["pooled_val"] = summarise(val, classes, positive)
         entry["per_subject"]["val"] = _per_subject(val)
         voted_sets = {}
-        for s, gs in a[a["set"] != "val"].groupby("set"):
+        for s, gs in a[a["set"] != "val"].groupby("set"):  # held-out sets (select rows are not in ``a``)
             voted = _vote(gs, classes)
             voted.insert(0, "arm", arm)
             votes.append(voted)
             voted_sets[s] = voted
             entry["vote"][s] = summarise(voted, classes, positive)
             entry["per_subject"][s] = _per_subject(voted)
-        entry["operating_point"] = _operating_point(a, voted_sets, classes, positive, sensitivity_target)
-        entry.update(_aux_tables(a, classes))
+        sel = select_preds[select_preds["arm"] == arm]
+        entry["operating_point"] = _operating_point(a, voted_sets, classes, positive, sensitivity_target,
+                                                    sel if len(sel) else None)
+        infos = {int(k): f["info"] for k, f in entry["folds"].items()}
+        entry.update(_aux_tables(a, classes, infos))
         metrics["arms"][arm] = entry
         rows += _flat_rows(arm, entry)
     atomic_write_json(run_dir / "metrics.json", metrics)
@@ -249,19 +278,76 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
     return metrics
 
 
-def _aux_tables(a: pd.DataFrame, classes: list[str]) -> dict:
-    """Theta sweep (Table 5) and classifier contributions (Table 8) of an auxiliary-SVM arm."""
-    if "svm_pred" not in a.columns or pd.to_numeric(a["svm_pred"], errors="coerce").isna().all():
+def _cnn_and_svm(g: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(CNN probabilities, SVM labels, SVM probabilities) of one fold's rows; where the fold has no
+    SVM (``aux_fallback``) the "SVM" is the CNN itself, so every theta gives the CNN's answer."""
+    cnn_cols = [f"cnn_p_{c}" for c in classes] if f"cnn_p_{classes[0]}" in g else [f"p_{c}" for c in classes]
+    cnn = g[cnn_cols].to_numpy(float)
+    cnn = cnn / cnn.sum(axis=1, keepdims=True)
+    svm = g["svm_pred"]
+    if svm.isna().any():
+        return cnn, cnn.argmax(1).astype(np.int64), cnn
+    svm_cols = [f"svm_p_{c}" for c in classes]
+    svm_p = g[svm_cols].to_numpy(float) if svm_cols[0] in g else np.eye(len(classes))[svm.to_numpy(int)]
+    return cnn, svm.to_numpy(int).astype(np.int64), svm_p
+
+
+def _vote_sweep(gs: pd.DataFrame, classes: list[str], thetas: list[float]) -> list[dict] | None:
+    """Majority vote of the fold models at each theta (SDCT eqs. 4-5, then eq. 11; ties by the mean
+    probability of whichever classifier answered), in :func:`theta_sweep`'s row layout."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from blastscope.estimators.theta_rule import theta_combine
+
+    wide = {f: g.set_index("path").sort_index() for f, g in gs.groupby("fold")}
+    index = next(iter(wide.values())).index
+    if any(not w.index.equals(index) for w in wide.values()):
+        return None
+    parts = [_cnn_and_svm(w, classes) for w in wide.values()]
+    y = next(iter(wide.values()))["y"].to_numpy(int)
+    labels = list(range(len(classes)))
+    rows = []
+    for theta in thetas:
+        preds, probs, shares = [], [], []
+        for cnn, svm_pred, svm_p in parts:
+            pred, source = theta_combine(cnn, svm_pred, theta)
+            preds.append(pred)
+            probs.append(np.where((source == "svm")[:, None], svm_p, cnn))
+            shares.append(source == "svm")
+        vote, _ = majority_vote(np.stack(preds), np.stack(probs))
+        f1 = f1_score(y, vote, labels=labels, average=None, zero_division=0.0)
+        row = {"theta": float(theta), "weighted_f1": float(f1_score(y, vote, labels=labels, average="weighted", zero_division=0.0)),
+               "balanced_accuracy": float(balanced_accuracy_score(y, vote))}
+        row.update({f"f1_{c}": float(f1[i]) for i, c in enumerate(classes)})
+        row["svm_share"] = float(np.mean(shares))
+        rows.append(row)
+    return rows
+
+
+def _aux_tables(a: pd.DataFrame, classes: list[str], infos: dict[int, dict]) -> dict:
+    """Theta sweep (Table 5: the thetas of ``aux.sweep``, per fold model and majority vote), the
+    three rows of Table 6 (theta = 0: the CNN alone; the recipe's theta; theta = 1: the SVM alone)
+    and classifier contributions (Table 8) of an auxiliary-SVM arm."""
+    if "svm_pred" not in a.columns or not infos or "theta" not in next(iter(infos.values())):
         return {}
-    out: dict = {"theta_sweep": {}, "contributions": {}}
-    cols = [f"p_{c}" for c in classes]
+    first = next(iter(infos.values()))
+    thetas = [float(t) for t in first.get("sweep", (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95))]
+    table6_thetas = [0.0, float(first["theta"]), 1.0]
+    out: dict = {"theta_sweep": {}, "theta_sweep_vote": {}, "table6": {}, "contributions": {}}
     for s, gs in a.groupby("set"):
-        sweep = {}
+        sweep, six = {}, {}
         for k, g in gs.groupby("fold"):
-            sweep[str(k)] = theta_sweep(g[cols].to_numpy(float), g["svm_pred"].to_numpy(int), g["y"].to_numpy(int), class_names=classes)
+            cnn, svm_pred, _ = _cnn_and_svm(g, classes)
+            y = g["y"].to_numpy(int)
+            sweep[str(k)] = theta_sweep(cnn, svm_pred, y, thetas=thetas, class_names=classes)
+            six[str(k)] = theta_sweep(cnn, svm_pred, y, thetas=table6_thetas, class_names=classes)
             correct = (g["pred"] == g["y"]).to_numpy()
             out["contributions"].setdefault(s, {})[str(k)] = contribution_counts(g["answered_by"].to_numpy(), correct)
         out["theta_sweep"][s] = sweep
+        out["table6"][s] = {"folds": six}
+        if s != "val":
+            out["theta_sweep_vote"][s] = _vote_sweep(gs, classes, thetas)
+            out["table6"][s]["vote"] = _vote_sweep(gs, classes, table6_thetas)
     return out
 
 

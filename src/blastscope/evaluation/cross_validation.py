@@ -53,7 +53,7 @@ from blastscope.evaluation.splits import assign_folds, check_no_leakage
 from blastscope.models import create_model, model_info
 from blastscope.transforms.factory import build_transform
 
-__all__ = ["CVPlan", "plan_cv", "run_cv", "build_arm_model", "RunFolderError"]
+__all__ = ["CVPlan", "FoldRows", "fold_rows", "plan_cv", "run_cv", "build_arm_model", "RunFolderError"]
 
 logger = logging.getLogger(__name__)
 HELD_OUT = ("validation", "test")
@@ -141,6 +141,7 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
         "positive": pos if isinstance(pos := plan.config.data.positive, str) else list(pos),  # a name, or a list of names
         "grouping": plan.config.data.grouping,
         "fold_mode": plan.config.data.fold_mode, "image_level": plan.image_level,
+        "selection": plan.config.data.selection, "inner_folds": plan.config.data.inner_folds,
         "n_folds": int(plan.index["fold"].max()) + 1, "arms": [a.name for a in plan.config.arms],
         "skipped": len(skipped), "training": arm_training(plan.config),
     })
@@ -171,6 +172,13 @@ def _check_fuse_sources(plan: CVPlan) -> None:
             if not _same_folds(folder / "folds.csv", plan):
                 raise RunFolderError(f"arm {arm.name!r}: run folder {folder} was run on other data or other folds; its "
                                      f"{name!r} models would have trained on this run's validation cells")
+            mine = (data.selection, data.inner_folds, plan.config.train.seed)
+            theirs = (other.data.selection, other.data.inner_folds, other.train.seed)
+            if data.selection == "inner" and theirs != mine:
+                raise RunFolderError(
+                    f"arm {arm.name!r}: run folder {folder} chose its models with selection={theirs[0]} inner_folds={theirs[1]} "
+                    f"seed={theirs[2]}, this run selection={mine[0]} inner_folds={mine[1]} seed={mine[2]}; the inner "
+                    "selection subjects would differ")
 
 
 def build_arm_model(arm: ArmConfig, num_classes: int, stain_matrix: np.ndarray | None = None,
@@ -196,6 +204,55 @@ def _reference_stain(images: np.ndarray) -> np.ndarray | None:
         return None
 
 
+@dataclass(frozen=True)
+class FoldRows:
+    """Rows of the plan's index (positions) that each part of fold ``k`` reads.
+
+    ``fit``: train the network and the SVM; ``select``: every choice (best epoch, Platt scaling,
+    operating point); ``scored``: the outer validation fold, scored. With ``data.selection=inner``
+    ``fit`` and ``select`` are disjoint subject groups of the training folds and ``scored`` is
+    read by no choice; with ``selection=fold`` (the papers' protocol) ``select`` IS ``scored``.
+    """
+
+    fit: np.ndarray
+    select: np.ndarray
+    scored: np.ndarray
+    inner: bool
+
+
+def fold_rows(plan: CVPlan, k: int) -> FoldRows:
+    """The :class:`FoldRows` of fold ``k`` (deterministic: seeded by ``train.seed`` and ``k``)."""
+    from blastscope.evaluation.splits import inner_split
+
+    fold = plan.index["fold"].to_numpy()
+    train, scored = np.flatnonzero((fold >= 0) & (fold != k)), np.flatnonzero(fold == k)
+    data = plan.config.data
+    if data.selection == "fold":
+        return FoldRows(train, scored, scored, inner=False)
+    frame = plan.index.iloc[train]
+    groups = (frame["path"] if plan.image_level else frame["subject_id"]).to_numpy()
+    fit_pos, select_pos = inner_split(plan.y[train], groups, data.inner_folds, seed=plan.config.train.seed + k)
+    missing = sorted(set(data.classes) - set(frame["label"].to_numpy()[select_pos]))
+    if missing:
+        logger.warning("fold %d: the inner selection subjects lack class(es) %s", k + 1, missing)
+    return FoldRows(train[fit_pos], train[select_pos], scored, inner=True)
+
+
+def _fold_sets(plan: CVPlan, rows: FoldRows) -> dict[str, np.ndarray]:
+    """Sets a fold model predicts: ``val`` (the outer fold), the held-out sets, and with an inner
+    split ``select`` (kept for the operating point, never scored)."""
+    sets = {"val": rows.scored, **plan.held_out}
+    if rows.inner:
+        sets["select"] = rows.select
+    return sets
+
+
+def _rows_info(plan: CVPlan, rows: FoldRows) -> dict:
+    subjects = plan.index["subject_id"].to_numpy()
+    return {"selection": "inner" if rows.inner else "fold", "n_fit": int(len(rows.fit)), "n_select": int(len(rows.select)),
+            "select_subjects": sorted(set(subjects[rows.select].tolist())) if rows.inner else "the validation fold"}
+
+
 def _prediction_frame(plan: CVPlan, rows: np.ndarray, logp: np.ndarray, set_name: str) -> pd.DataFrame:
     classes = plan.config.data.classes
     proba = np.exp(logp)
@@ -218,8 +275,8 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     """Train ``arm`` on fold ``k``'s training cells with the arm's own augmentation and sampling
     (:meth:`RunConfig.arm_data`: ``data`` with the arm's overrides); a fusion arm trains only its new layer."""
     cfg, data = plan.config, plan.config.arm_data(arm)
-    fold = plan.index["fold"].to_numpy()
-    train_rows, val_rows = np.flatnonzero((fold >= 0) & (fold != k)), np.flatnonzero(fold == k)
+    rows = fold_rows(plan, k)
+    train_rows, val_rows = rows.fit, rows.select  # "val" of the trainer = the rows that choose the best epoch
     train_images = arrays["all"][train_rows]
     stain = _reference_stain(train_images) if "stain_matrix" in inspect.signature(model_info(arm.model).fn).parameters else None
     torch.manual_seed(cfg.train.seed)  # the initial weights must not depend on earlier folds: a resumed run skips them
@@ -232,8 +289,8 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     result = fit(model, train_images, plan.y[train_rows], arrays["all"][val_rows], plan.y[val_rows], cfg.train, arm_dir,
                  transform=build_transform(data.augment, train_images), balance=data.balance, augment_mask=augment_mask,
                  progress=progress, desc=f"{arm.name} fold {k + 1}", input_fn=model_input)
-    info = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "train_seconds": result.seconds,
-            "n_train": int(len(train_rows)), "n_val": int(len(val_rows)),
+    info = {"best_epoch": result.best_epoch, "best_select_accuracy": result.best_val_accuracy, "train_seconds": result.seconds,
+            "n_train": int(len(train_rows)), "n_val": int(len(rows.scored)), **_rows_info(plan, rows),
             "stain_matrix": stain.tolist() if stain is not None else None}
     info.update(getattr(model_input, "summary", dict)())  # e.g. PCA explained variance of a fitted input
     return (model, model_input), info
@@ -300,8 +357,8 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
 
     aux = arm.aux
     cnn, model_input = trained
-    fold = plan.index["fold"].to_numpy()
-    train_rows = np.flatnonzero((fold >= 0) & (fold != k))
+    rows = fold_rows(plan, k)
+    train_rows = rows.fit
     bs = plan.config.train.eval_batch_size
     logp, feats = predict_arrays(cnn, arrays["all"][train_rows], bs, spectral=True, progress=progress,
                                  desc=f"{arm.name} features", input_fn=model_input)
@@ -313,23 +370,32 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
         scale_var = 1.0 if aux.standardize else float(X.var())  # standardised features have variance 1
         gamma = 1.0 / (X.shape[1] * scale_var) if len(X) and scale_var > 0 else 1.0
     info["svm_gamma"] = float(gamma)
+    info.update(_rows_info(plan, rows))
     svm: SpectralSVM | None = SpectralSVM(C=aux.C, gamma=float(gamma), standardize=aux.standardize)
     try:
         svm.fit(X, plan.y[train_rows][correct])
-        arrays_out = {k_: np.array(v, order="C") for k_, v in svm.to_arrays().items()}  # keeps 0-d scalars 0-d
-        atomic_write(arm_dir / "svm.safetensors", lambda p: save_file(arrays_out, str(p)))
-        info["aux_fallback"] = False
     except ValueError as e:
         # The CNN got every training cell of some class wrong: an SVM cannot be fit on one class.
         # Fallback (documented): the CNN answers every cell, as with theta = 0.
         logger.warning("fold %d: auxiliary SVM not fitted (%s); the CNN answers every cell", k + 1, e)
-        svm, info["aux_fallback"] = None, True
+        svm = None
+    info["aux_fallback"] = svm is None
+    sets = _fold_sets(plan, rows)
+    predicted = {name: (r, *predict_arrays(cnn, arrays["all"][r], bs, spectral=True, input_fn=model_input)) for name, r in sets.items()}
+    if svm is not None:
+        # Platt scaling on the selection rows: cells the SVM was not trained on (inner split), or the
+        # validation fold itself under the papers' protocol (then labelled optimistic).
+        _, _, select_feats = predicted["select" if rows.inner else "val"]
+        svm.calibrate(select_feats, plan.y[rows.select])
+        info["platt_a"] = svm.platt_a_
+        arrays_out = {k_: np.array(v, order="C") for k_, v in svm.to_arrays().items()}  # keeps 0-d scalars 0-d
+        atomic_write(arm_dir / "svm.safetensors", lambda p: save_file(arrays_out, str(p)))
     outputs = {}
-    sets = {"val": np.flatnonzero(fold == k), **plan.held_out}
-    for name, rows in sets.items():
-        lp, f = predict_arrays(cnn, arrays["all"][rows], bs, spectral=True, input_fn=model_input)
-        svm_pred = svm.predict(f).astype(np.int64) if svm is not None and len(rows) else lp.argmax(1)
-        outputs[name] = (rows, lp, svm_pred)
+    for name, (r, lp, f) in predicted.items():
+        if svm is not None and len(r):
+            outputs[name] = (r, lp, svm.predict(f).astype(np.int64), svm.predict_proba(f))
+        else:
+            outputs[name] = (r, lp, None, None)
     return outputs, info
 
 
@@ -348,9 +414,8 @@ def _prepare(plan: CVPlan, index: pd.DataFrame, run_dir: Path, cache: ImageCache
 def _evaluate_cnn(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, images: np.ndarray, model: nn.Module,
                   model_input: ModelInput, info: dict) -> None:
     """Predict the fold's validation cells and the held-out sets with a trained arm; write its files."""
-    fold = plan.index["fold"].to_numpy()
     frames = []
-    for name, rows in {"val": np.flatnonzero(fold == k), **plan.held_out}.items():
+    for name, rows in _fold_sets(plan, fold_rows(plan, k)).items():
         lp, _ = predict_arrays(model, images[rows], plan.config.train.eval_batch_size, input_fn=model_input)
         frames.append(_prediction_frame(plan, rows, lp, name))
     _write_fold(arm, k, arm_dir, frames, info)
@@ -365,12 +430,25 @@ def _evaluate_aux(plan: CVPlan, run_dir: Path, arm: ArmConfig, k: int, arm_dir: 
     outputs, info = _aux_arm(plan, arm, k, arm_dir, arrays, cnn, progress)
     info["source"] = arm.source
     frames = []
-    for name, (rows, lp, svm_pred) in outputs.items():
+    classes = plan.config.data.classes
+    for name, (rows, lp, svm_pred, svm_proba) in outputs.items():
         frame = _prediction_frame(plan, rows, lp, name)
-        pred, source = theta_combine(np.exp(lp), svm_pred, arm.aux.theta)
-        frame["pred"], frame["answered_by"], frame["svm_pred"] = pred, source, svm_pred
+        cnn_proba = np.exp(lp)
+        for i, c in enumerate(classes):
+            frame[f"cnn_p_{c}"] = cnn_proba[:, i]
+        if svm_pred is None:  # no SVM in this fold: the CNN answers every cell (theta = 0)
+            frame["svm_pred"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+        else:
+            pred, source = theta_combine(cnn_proba, svm_pred, arm.aux.theta)
+            by_svm = source == "svm"
+            proba = np.where(by_svm[:, None], svm_proba, cnn_proba)  # the score of the classifier that answered
+            frame["pred"], frame["answered_by"], frame["svm_pred"] = pred, source, svm_pred
+            for i, c in enumerate(classes):
+                frame[f"p_{c}"] = proba[:, i]
+                frame[f"svm_p_{c}"] = svm_proba[:, i]
         frames.append(frame)
     info["theta"] = arm.aux.theta
+    info["sweep"] = list(arm.aux.sweep)
     _write_fold(arm, k, arm_dir, frames, info)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-__all__ = ["LeakageError", "assign_folds", "check_no_leakage", "fold_masks"]
+__all__ = ["LeakageError", "assign_folds", "check_no_leakage", "fold_masks", "inner_split"]
 
 FoldSource = Literal["subject", "dataset", "image"]
 
@@ -72,3 +72,46 @@ def fold_masks(folds: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(train mask, validation mask) for fold ``k``."""
     val = folds == k
     return ~val, val
+
+
+def inner_split(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split one fold's training rows into ``fit`` rows and ``select`` rows, by group (subject).
+
+    The "select" rows (about ``1 / n_splits`` of the groups) make every choice of the fold: the
+    best epoch, the Platt scaling of the auxiliary SVM, the operating point. The "fit" rows train
+    the network and the SVM. Neither touches the outer (scored) fold. ``StratifiedGroupKFold``
+    (shuffled with ``seed``) proposes ``n_splits`` candidate splits; the first whose both sides
+    hold every class of ``labels`` is taken (else the first with the most classes on the select
+    side). ``n_splits`` is lowered to the smallest number of groups of one class (at least 2),
+    so that with two or more subjects of every class both sides can hold every class.
+
+    Args:
+        labels: (n,) class labels of the training rows.
+        groups: (n,) subject ids (or file paths for image-level runs).
+        n_splits: >= 2.
+    Returns:
+        ``fit`` and ``select``: sorted positions into ``labels``; no group is on both sides.
+    Raises:
+        ValueError: fewer than two groups.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2, got n_splits={n_splits}")
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ValueError(f"an inner selection split needs at least 2 subjects among the training rows, got {n_groups}")
+    per_class = pd.DataFrame({"g": groups, "y": labels}).groupby("y")["g"].nunique()
+    splitter = StratifiedGroupKFold(n_splits=max(2, min(n_splits, int(per_class.min()))), shuffle=True, random_state=seed)
+    classes = set(labels.tolist())
+    best, best_score = None, -1
+    for fit, select in splitter.split(np.zeros(len(labels)), labels, groups):
+        score = len(set(labels[select].tolist())) + len(set(labels[fit].tolist()))
+        if score > best_score:
+            best, best_score = (fit, select), score
+        if score == 2 * len(classes):
+            break
+    fit, select = best
+    side = np.zeros(len(labels), dtype=int)
+    side[select] = 1
+    check_no_leakage(side, groups)
+    return np.sort(fit), np.sort(select)

@@ -7,7 +7,9 @@ Layout (``<fold>`` is 1-based, Model1..Modelk of the reports)::
                                 model input, folds
     model_fold<k>.safetensors   the fold's CNN state dict (for an auxiliary arm: its source CNN)
     svm_fold<k>.safetensors     auxiliary arms: SpectralSVM.to_arrays() (support vectors, dual
-                                coefficients, intercept, gamma, ...), absent if the fold fell back
+                                coefficients, intercept, gamma, ..., and the Platt slope
+                                ``platt_a`` that gives SVM-answered cells their own
+                                probability), absent if the fold fell back
     input_fold<k>.safetensors   fitted model-input arrays, if the arm's input has any
     model_fold<k>.onnx          with ``onnx=True``: uint8 images -> log-probabilities, spectral features
     manifest.json               SHA-256 of every other file (:mod:`blastscope.inference.manifest`)
@@ -156,9 +158,9 @@ def read_arrays(root: Path, name: str | None) -> dict[str, np.ndarray]:
 
 
 def _scalars_0d(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``gamma``/``C`` as 0-d arrays: run folders store them with shape (1,) because
+    """``gamma``/``C``/``platt_a`` as 0-d arrays: run folders may store them with shape (1,) because
     ``np.ascontiguousarray`` promotes 0-d arrays, which ``SpectralSVM.from_arrays`` cannot take."""
-    return {k: (v.reshape(()) if k in ("gamma", "C") and v.shape == (1,) else v) for k, v in arrays.items()}
+    return {k: (v.reshape(()) if k in ("gamma", "C", "platt_a") and v.shape == (1,) else v) for k, v in arrays.items()}
 
 
 def _check_meta(path: Path, meta: Any) -> None:
@@ -213,9 +215,14 @@ def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
             svms.append(None)
             continue
         try:
-            svms.append(SpectralSVM.from_arrays(_scalars_0d(read_arrays(path, f.svm))))
+            svm = SpectralSVM.from_arrays(_scalars_0d(read_arrays(path, f.svm)))
         except ValueError as e:
             raise BundleError(f"{path / f.svm}: not usable SVM arrays ({e})") from None
+        if svm.platt_a_ is None:
+            raise BundleError(f"{path / f.svm}: the SVM has no probability (no Platt scaling, 'platt_a'); it was made by "
+                              "an older blastscope whose SVM-answered cells showed the CNN's probability. Run the "
+                              "cross-validation again with this version and export a new bundle")
+        svms.append(svm)
     bundle = Bundle(path, meta, folds, svms, [read_arrays(path, f.input) for f in folds])
     if backend == "torch":
         bundle.torch_models()

@@ -8,8 +8,10 @@ models (section 4.3, eq. 11; :func:`~blastscope.evaluation.ensemble.majority_vot
 probability). This is what the cross-validation does for held-out cells, so a bundle reproduces a
 run's voted predictions.
 
-Per cell: the voted class, the class probabilities (mean of the fold CNNs' softmax), ``confidence``
-(that mean probability of the voted class), ``agreement`` (fraction of fold models voting for it),
+Per cell: the voted class, the class probabilities (mean over the fold models of the probability of
+the classifier that answered in that fold: the CNN's softmax where the CNN answered, the auxiliary
+SVM's Platt-scaled probability where the SVM answered), ``confidence`` (that mean probability of
+the voted class), ``agreement`` (fraction of fold models voting for it),
 ``answered_by`` ("cnn", "svm" or "mixed" across folds) with ``svm_share``, and ``review`` when the
 confidence is below a threshold. Files that cannot be decoded are reported, never fatal.
 """
@@ -42,7 +44,9 @@ BACKENDS = ("torch", "onnx")
 class CellPredictions:
     """Arrays for N cells and F fold models (K classes).
 
-    ``fold_proba`` (F, N, K) CNN softmax; ``fold_pred`` (F, N) labels after the theta rule;
+    ``fold_proba`` (F, N, K) probabilities of the classifier that answered (CNN softmax, or the
+    SVM's Platt probability where ``fold_source`` is "svm"); ``fold_cnn_proba`` (F, N, K) the CNN
+    softmax alone; ``fold_pred`` (F, N) labels after the theta rule (the argmax of ``fold_proba``);
     ``fold_source`` (F, N) "cnn"/"svm"; ``pred`` (N,) voted labels; ``agreement`` (N,) in (0, 1];
     ``proba`` (N, K) mean of ``fold_proba``.
     """
@@ -53,6 +57,7 @@ class CellPredictions:
     pred: np.ndarray
     agreement: np.ndarray
     proba: np.ndarray
+    fold_cnn_proba: np.ndarray | None = None
 
 
 @dataclass
@@ -113,21 +118,25 @@ class Predictor:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) == 0:
             raise ValueError(f"images must be a non-empty uint8 N x H x W x 3 array, got {images.dtype} {images.shape}")
-        probas, preds, sources = [], [], []
+        probas, cnn_probas, preds, sources = [], [], [], []
         for i, svm in enumerate(self.bundle.svms):
             logp, feats = self._fold_outputs(i, images, spectral=svm is not None)
-            proba = np.exp(logp.astype(np.float64))
-            proba /= proba.sum(axis=1, keepdims=True)
+            cnn_proba = np.exp(logp.astype(np.float64))
+            cnn_proba /= cnn_proba.sum(axis=1, keepdims=True)
+            proba = cnn_proba
             if svm is not None and self.theta is not None:
-                pred, source = theta_combine(proba, svm.predict(feats).astype(np.int64), self.theta)
+                pred, source = theta_combine(cnn_proba, svm.predict(feats).astype(np.int64), self.theta)
+                proba = np.where((source == "svm")[:, None], svm.predict_proba(feats), cnn_proba)
             else:
-                pred, source = proba.argmax(axis=1), np.full(len(images), "cnn")
+                pred, source = cnn_proba.argmax(axis=1), np.full(len(images), "cnn")
             probas.append(proba)
+            cnn_probas.append(cnn_proba)
             preds.append(pred)
             sources.append(source)
         fold_proba, fold_pred = np.stack(probas), np.stack(preds).astype(np.int64)
         vote, agreement = majority_vote(fold_pred, fold_proba)
-        return CellPredictions(fold_proba, fold_pred, np.stack(sources), vote, agreement, fold_proba.mean(axis=0))
+        return CellPredictions(fold_proba, fold_pred, np.stack(sources), vote, agreement, fold_proba.mean(axis=0),
+                               np.stack(cnn_probas))
 
     def _load(self, path: Path) -> np.ndarray:
         return self.preprocess(read_image(path))

@@ -4,9 +4,7 @@ ROC curves use the class probabilities (never hard labels) with the DeLong 95% C
 :func:`blastscope.evaluation.statistics.delong_auc_ci`; for more than two classes one-vs-rest per
 class, and first the positive set against the rest when ``positive`` lists several classes (score:
 the sum of their probabilities). The theta sweep (Gehlot et al. 2020 Fig. 10) plots the fold
-models' rows of ``metrics.json`` and recomputes the majority-vote line from the per-fold CNN
-probabilities and SVM labels in ``predictions.csv`` with the same theta rule and vote as the
-cross-validation.
+models' rows and the majority-vote rows (``theta_sweep_vote``) of ``metrics.json``.
 """
 from __future__ import annotations
 
@@ -28,7 +26,7 @@ def _sets(data: RunData) -> list[str]:
 
 
 def _set_label(s: str) -> str:
-    return "validation folds, pooled out-of-fold" if s == "val" else f"held-out '{s}', majority vote"
+    return "validation folds, pooled" if s == "val" else f"held-out '{s}', majority vote"
 
 
 def _frame(data: RunData, arm: str, s: str) -> pd.DataFrame | None:
@@ -108,34 +106,6 @@ def confusion_section(data: RunData, fig: FigureWriter) -> str:
     return "\n".join(out)
 
 
-def _vote_sweep(a: pd.DataFrame, classes: list[str], thetas: list[float]) -> dict[str, list[float]] | None:
-    """Majority vote over fold models at each theta (SDCT eqs. 4-5 then eq. 11)."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
-    from blastscope.estimators.theta_rule import theta_combine
-    from blastscope.evaluation.ensemble import majority_vote
-
-    cols = [f"p_{c}" for c in classes]
-    wide = {f: g.set_index("path").sort_index() for f, g in a.groupby("fold")}
-    index = next(iter(wide.values())).index
-    if any(not w.index.equals(index) for w in wide.values()):
-        return None
-    proba = np.stack([w[cols].to_numpy(float) for w in wide.values()])
-    proba /= proba.sum(axis=2, keepdims=True)
-    svm = np.stack([pd.to_numeric(w["svm_pred"]).to_numpy().astype(np.int64) for w in wide.values()])
-    y = next(iter(wide.values()))["y"].to_numpy(int)
-    out: dict[str, list[float]] = {f"f1_{c}": [] for c in classes} | {"balanced_accuracy": [], "weighted_f1": []}
-    for theta in thetas:
-        preds = np.stack([theta_combine(p, s, theta)[0] for p, s in zip(proba, svm)])
-        vote, _ = majority_vote(preds, proba)
-        f1 = f1_score(y, vote, labels=list(range(len(classes))), average=None, zero_division=0.0)
-        for i, c in enumerate(classes):
-            out[f"f1_{c}"].append(float(f1[i]))
-        out["balanced_accuracy"].append(float(balanced_accuracy_score(y, vote)))
-        out["weighted_f1"].append(float(f1_score(y, vote, average="weighted", zero_division=0.0)))
-    return out
-
-
 def theta_section(data: RunData, fig: FigureWriter) -> str:
     out = ['<h2 id="theta">Confidence probability theta (Fig. 10)</h2>']
     classes = data.class_names
@@ -146,11 +116,9 @@ def theta_section(data: RunData, fig: FigureWriter) -> str:
             thetas = [r["theta"] for r in first]
             series = {f"Model{int(k) + 1}": {key: [r[key] for r in rows] for key, _ in panels}
                       for k, rows in sorted(per_fold.items(), key=lambda x: int(x[0]))}
-            if s != "val" and data.predictions is not None:
-                a = data.predictions[(data.predictions["arm"] == arm) & (data.predictions["set"] == s)]
-                mv = _vote_sweep(a, classes, thetas) if len(a) and "svm_pred" in a.columns else None
-                if mv:
-                    series["Majority vote"] = mv
+            vote_rows = (entry.get("theta_sweep_vote") or {}).get(s) if s != "val" else None
+            if vote_rows:
+                series["Majority vote"] = {key: [r[key] for r in vote_rows] for key, _ in panels}
             png = plots.theta_sweep(thetas, series, panels, f"{arm}: {_set_label(s) if s != 'val' else 'each model on its own validation fold'}")
             out.append(fig(f"theta_{arm}_{s}", png, f"{arm}: scores against theta on '{s}' (Fig. 10 layout)"))
     if len(out) == 1:

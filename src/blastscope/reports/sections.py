@@ -168,11 +168,16 @@ def folds_section(data: RunData) -> str:
             svm = ""
             if "svm_train_cells" in info:
                 svm = f"{info['svm_train_cells']} cells" + (" (fallback: CNN only)" if info.get("aux_fallback") else "")
-            acc = info.get("best_val_accuracy")
+            acc = info.get("best_select_accuracy", info.get("best_val_accuracy"))
+            where = {"inner": "inner (training subjects)", "fold": "validation fold (optimistic)"}.get(info.get("selection"), "")
+            if info.get("platt_a") is not None:
+                svm += f", Platt slope {info['platt_a']:.3g}"
             rows.append([arm, f"Model{k + 1}", info.get("best_epoch", ""), f"{acc:.3f}" if isinstance(acc, float) else "",
                          f"{info['train_seconds']:.0f}" if "train_seconds" in info else "", info.get("n_train", ""),
-                         info.get("n_val", ""), info.get("theta", "") if info.get("theta") is not None else "", svm])
+                         info.get("n_select", ""), where, info.get("n_val", ""),
+                         info.get("theta", "") if info.get("theta") is not None else "", svm])
     if not rows:
         return '<h2 id="folds">Fold models</h2>' + note("No finished folds (fold.json) found.", "warning")
     return '<h2 id="folds">Fold models</h2>' + table(
-        ["arm", "model", "best epoch", "best val acc", "train s", "train cells", "val cells", "theta", "SVM"], rows, numeric_from=2)
+        ["arm", "model", "best epoch", "selection acc", "train s", "train cells", "selection cells", "chosen on",
+         "scored cells", "theta", "SVM"], rows, numeric_from=2)

@@ -2,14 +2,16 @@
 
 Gehlot et al. 2020 Tables 4 and 6: one block per metric, a row per architecture, a column per fold
 model (Model1..Modelk) and the majority vote. On the validation folds the last column is the
-pooled out-of-fold score instead of a vote (each fold model sees only its own fold).
+pooled out-of-fold score instead of a vote (each fold model sees only its own fold). Under the
+papers' protocol (``data.selection=fold``) those fold scores are titled "selection fold
+(optimistic)": the fold chose its own model's best epoch.
 """
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_run_tables", "metric_blocks"]
+__all__ = ["print_run_tables", "metric_blocks", "val_title"]
 
 
 def _positive_set(metrics: dict) -> list[str] | None:
@@ -51,6 +53,27 @@ def _entry_sets(entry: dict, key: str) -> tuple[dict, dict | None, dict]:
     return entry["folds"], entry["pooled_val"], entry["vote"]
 
 
+def val_title(metrics: dict) -> str:
+    """What the per-fold ``val`` scores are: out-of-fold, or the optimistic selection fold."""
+    if metrics.get("selection", "fold") == "fold":
+        return "selection fold (optimistic): each model on the fold that chose its best epoch"
+    return "out-of-fold: each model on its own validation fold, which no choice read"
+
+
+def _sweep_table(title: str, rows_by_model: dict[str, list[dict]], vote: list[dict] | None) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("theta", justify="right")
+    models = sorted(rows_by_model, key=int)
+    for k in models:
+        table.add_column(f"Model{int(k) + 1}", justify="right")
+    if vote:
+        table.add_column("Majority vote", justify="right", style="bold")
+    for j, row in enumerate(rows_by_model[models[0]]):
+        cells = [f"{rows_by_model[k][j]['weighted_f1']:.3f}" for k in models]
+        table.add_row(f"{row['theta']:.2f}", *cells, *([f"{vote[j]['weighted_f1']:.3f}"] if vote else []))
+    return table
+
+
 def print_run_tables(metrics: dict, console: Console | None = None) -> None:
     console = console or Console()
     arms = metrics["arms"]
@@ -58,6 +81,12 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
         console.print("[bold red]IMAGE-LEVEL evaluation: cells of one subject may sit in train and test; scores are optimistic.")
     else:
         console.print(f"Subject-level evaluation, {metrics['n_folds']} folds ({metrics['fold_mode']} folds). Recipe: {metrics['recipe']}")
+    if metrics.get("selection", "fold") == "fold":
+        console.print("Model choices (best epoch, Platt scaling, operating point) were made on the validation fold "
+                      "(the papers' protocol): its scores are optimistic; only a separate held-out set is unbiased.")
+    else:
+        console.print("Model choices (best epoch, Platt scaling, operating point) were made on inner training subjects; "
+                      "the validation folds were scored untouched.")
     if positive_set := _positive_set(metrics):
         from blastscope.evaluation.operating_point import binary_names
 
@@ -67,7 +96,7 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
     n = metrics["n_folds"]
     sets = sorted({s for a in arms.values() for s in a["vote"]}) + ["val"]
     for s in sets:
-        title = "validation folds (each model on its own fold; last column pooled out-of-fold)" if s == "val" else f"held-out '{s}' set"
+        title = f"{val_title(metrics)} (last column pooled)" if s == "val" else f"held-out '{s}' set"
         table = Table(title=f"{title}", title_justify="left")
         table.add_column("metric", no_wrap=True)
         table.add_column("architecture", no_wrap=True)
@@ -85,14 +114,12 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
         for s, sweep in (entry.get("theta_sweep") or {}).items():
             if s == "val":
                 continue
-            thetas = [r["theta"] for r in next(iter(sweep.values()))]
-            table = Table(title=f"{arm}: weighted F1 vs theta on '{s}' (Table 5)", title_justify="left")
-            table.add_column("theta", justify="right")
-            for k in sorted(sweep, key=int):
-                table.add_column(f"Model{int(k) + 1}", justify="right")
-            for j, theta in enumerate(thetas):
-                table.add_row(f"{theta:.2f}", *[f"{sweep[k][j]['weighted_f1']:.3f}" for k in sorted(sweep, key=int)])
-            console.print(table)
+            vote = (entry.get("theta_sweep_vote") or {}).get(s)
+            console.print(_sweep_table(f"{arm}: weighted F1 vs theta on '{s}' (Table 5)", sweep, vote))
+            six = (entry.get("table6") or {}).get(s)
+            if six:
+                console.print(_sweep_table(f"{arm}: weighted F1 on '{s}' at theta = 0 (CNN alone, SDCT-Net), the "
+                                           "recipe's theta and 1 (SVM alone) (Table 6)", six["folds"], six.get("vote")))
         for s, per_fold in (entry.get("contributions") or {}).items():
             if s == "val":
                 continue
