@@ -99,7 +99,7 @@ class DataConfig:
     balance: Literal["oversample", "none"] = "oversample"
     augment: str = "sdct"
     augment_minority_only: bool = False
-    synthetic: str = "default"
+    synthetic: str | None = "default"  # the built-in preset used without --data; null for a user's data
     class_map: dict[str, str] | None = None
     selection: Literal["inner", "fold"] = "inner"
     inner_folds: int = 5

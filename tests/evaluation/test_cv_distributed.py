@@ -101,7 +101,8 @@ def test_only_rank_zero_evaluates_and_writes(ddp_run):
     assert zero["exit_code"] == 0 and one["exit_code"] == 0, zero["output"] + one["output"]
     assert one["committed"] == [] and one["evaluated"] == []
     committed = pd.Series(zero["committed"]).value_counts()
-    once = [run / name for name in ("config.yaml", "run.json", "folds.csv", "index.csv", "skipped.csv", "metrics.json")]
+    assert committed.get(os.path.realpath(run / "run.json")) == 2  # created, then its provenance gets the end time
+    once = [run / name for name in ("config.yaml", "folds.csv", "index.csv", "skipped.csv", "metrics.json")]
     svms = [run / "arms" / "aux" / f"fold_{k}" / "svm.safetensors" for k in range(2)
             if not json.loads((run / "arms" / "aux" / f"fold_{k}" / "fold.json").read_text())["aux_fallback"]]
     assert svms, "no fold fitted its SVM: the test would not see svm.safetensors written"

@@ -183,3 +183,19 @@ def test_delong_test_detects_clear_difference() -> None:
     good = y + rng.normal(scale=0.3, size=y.size)
     noise = rng.normal(size=y.size)
     assert delong_test(y, good, noise)["p_value"] < 1e-6
+
+
+def test_mcnemar_matches_statsmodels_exact():
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    from blastscope.evaluation.statistics import mcnemar_test
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random(80) < 0.8, rng.random(80) < 0.6
+    got = mcnemar_test(a, b)
+    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+    assert got["p_value"] == pytest.approx(mcnemar(table, exact=True).pvalue)
+    assert (got["only_a"], got["only_b"]) == (table[0][1], table[1][0])
+    assert mcnemar_test(a, a)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="bool"):
+        mcnemar_test(a.astype(int), b)

@@ -38,6 +38,9 @@ def test_report_has_its_sections_tables_and_figures(report):
                        "selection acc", "inner (training subjects)", "recipe: sdct_auxnet"):
         assert table_text in text
     assert "Subject-level evaluation" in text and "IMAGE-LEVEL" not in text
+    assert "Table 6" in text and "SDCT-AuxNet score" in text and "Platt-scaled" in text
+    assert "made on inner training subjects" in text and "UNFINISHED" not in text
+    assert "SYNTHETIC cells" in text and "scikit-learn" in text and "index sha256" in text
     assert "Model activations are not available" not in text  # artefacts were computed
     assert "<script" not in text and 'src="http' not in text  # self-contained, nothing fetched
 
@@ -98,3 +101,10 @@ def test_renders_in_headless_chromium(report, tmp_path):
     shot = _screenshot(exe, page, tmp_path)
     colours = {tuple(c) for c in shot.reshape(-1, 3)[::7]}
     assert len(colours) > 200 and (shot < 200).mean() > 0.02  # plots painted, not empty image boxes
+
+
+def test_unfinished_run_has_a_banner_naming_the_folds(tiny_run, tmp_path):
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("cache", "artefacts", "report")))
+    (run / "arms" / "sdct_auxnet" / "fold_1" / "fold.json").unlink()
+    text = build_report(run).read_text()
+    assert "UNFINISHED RUN: 1 arm folds have not finished (sdct_auxnet fold 2)" in text

@@ -103,6 +103,10 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar)
     except (BundleError, ValueError) as e:
         _fail(str(e))
+    card = predictor.bundle.spec.get("model_card") or {}
+    if (card.get("training_data") or {}).get("synthetic"):
+        click.echo("warning: this model was trained on blastscope's SYNTHETIC cells, not on real patients' cells; "
+                   "its answers say nothing about real samples", err=True)
     result = predictor.predict_files(files, subject_ids, review_below=review_below)
     bad = missing + result.bad
     for b in result.bad:
@@ -116,7 +120,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     atomic_write_json(out.with_suffix(".json"), {
         "bundle": {"path": str(bundle), "recipe": spec.get("recipe"), "arm": spec["arm"], "model": spec["model"]["id"],
                    "class_names": spec["class_names"], "positive": positive, "theta": predictor.theta,
-                   "folds": len(spec["folds"]), "evaluation": spec.get("evaluation")},
+                   "folds": len(spec["folds"]), "evaluation": spec.get("evaluation"), "model_card": spec.get("model_card")},
         "settings": {"backend": backend, "review_below": review_below, "threshold": threshold, "batch_size": batch_size},
         "cells": _records(cells), "subjects": _records(subjects),
         "bad_files": [b.__dict__ for b in bad], "seconds": result.seconds,

@@ -54,20 +54,25 @@ def report_cmd(run_dir: Path, out_dir: Path | None, no_artefacts: bool, refresh_
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def compare_cmd(run_dirs: tuple[Path, ...], sets: tuple[str, ...], csv_out: Path | None, as_json: bool) -> None:
     """One table of the same metrics across RUN_DIRS; marks differing folds and image-level runs."""
-    from blastscope.reports.compare import compare_runs, comparison_table
+    from blastscope.reports.compare import compare_runs, comparison_table, paired_table, paired_tests
     from blastscope.reports.run_data import ReportError
 
     try:
         cmp = compare_runs(list(run_dirs), list(sets) or None)
+        tests = paired_tests(list(run_dirs), list(sets) or None)
     except (ReportError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if csv_out is not None:
         cmp.rows.to_csv(csv_out, index=False)
     if as_json:
-        click.echo(json.dumps({"rows": cmp.rows.to_dict("records"), "fold_groups": cmp.groups, "notes": cmp.notes}, indent=2))
+        paired = tests.astype(object).where(tests.notna(), None).to_dict("records")
+        click.echo(json.dumps({"rows": cmp.rows.to_dict("records"), "paired_tests": paired, "fold_groups": cmp.groups,
+                               "notes": cmp.notes}, indent=2))
         return
     console = _console()
     console.print(comparison_table(cmp))
+    if len(tests):
+        console.print(paired_table(tests))
     for label, group in cmp.groups.items():
         console.print(f"folds {group}: {label}", markup=False)
     for n in cmp.notes:

@@ -55,6 +55,8 @@ def _load_index(data_dir: Path | None, config, layout: str, subjects_csv, skip_i
     from blastscope.data.synth import ensure_synthetic
 
     if data_dir is None:
+        if config.data.synthetic is None:
+            raise IndexError_("this configuration has no built-in data (data.synthetic is null); give the data folder with --data")
         data_dir = ensure_synthetic(config.data.synthetic)
         click.echo(f"data: built-in synthetic C-NMC ({config.data.synthetic}) at {data_dir}", err=True)
     problems: list[dict] | None = [] if skip_invalid else None
@@ -94,6 +96,8 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
     from blastscope.evaluation.cross_validation import RunFolderError, run_cv
 
     overrides = list(overrides)
+    if data_dir is not None:
+        overrides.insert(0, "data.synthetic=null")  # the run's config.yaml must not claim built-in data
     if grouping == "image":
         overrides += ["data.grouping=image", "data.fold_mode=image"]
     try:
@@ -108,7 +112,7 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
 
         report = run_data_parallel(run_cv, devices, (config, index, out),
                                    {"folds": [f - 1 for f in folds] or None, "progress": _bar, "skip_invalid": skip_invalid,
-                                    "skipped": skipped})
+                                    "skipped": skipped, "data_dir": data_dir})
     except (ConfigError, IndexError_, RunFolderError, ValueError, MainProcessError) as e:
         _fail(str(e))  # MainProcessError: a torchrun rank other than 0, whose rank 0 failed (and says why)
     if not report:  # a torchrun rank other than 0

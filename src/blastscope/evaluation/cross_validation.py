@@ -48,6 +48,7 @@ from blastscope.engine.atomic import atomic_write_json, atomic_write_text
 from blastscope.engine.inference import predict_arrays
 from blastscope.engine.inputs import ModelInput, build_input
 from blastscope.engine.progress import ProgressFactory, no_progress
+from blastscope.engine.provenance import now, provenance
 from blastscope.engine.trainer import fit
 from blastscope.evaluation.splits import assign_folds, check_no_leakage
 from blastscope.models import create_model, model_info
@@ -123,7 +124,7 @@ def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
     )
 
 
-def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[str, str]]) -> None:
+def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[str, str]], data_dir: Path | None = None) -> None:
     config_path, folds_path = run_dir / "config.yaml", run_dir / "folds.csv"
     folds = plan.index[["path", "subject_id", "label", "split", "fold"]]
     if config_path.exists():
@@ -144,6 +145,7 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
         "selection": plan.config.data.selection, "inner_folds": plan.config.data.inner_folds,
         "n_folds": int(plan.index["fold"].max()) + 1, "arms": [a.name for a in plan.config.arms],
         "skipped": len(skipped), "training": arm_training(plan.config),
+        "provenance": provenance(plan.index, data_dir),
     })
     atomic_write_text(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(index=False))
     save_config(plan.config, config_path)
@@ -400,14 +402,15 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
 
 
 def _prepare(plan: CVPlan, index: pd.DataFrame, run_dir: Path, cache: ImageCache, preprocess: Preprocess,
-             skip_invalid: bool, skipped_before: list[tuple[str, str]], progress: ProgressFactory) -> tuple[str, list[tuple[str, str]]]:
+             skip_invalid: bool, skipped_before: list[tuple[str, str]], progress: ProgressFactory,
+             data_dir: Path | None = None) -> tuple[str, list[tuple[str, str]]]:
     """Rank 0's part before training: decode into the cache, check and write the run files.
 
     Returns the cache file and the files left out while decoding (both small, sent to every rank).
     """
     images, plan, skipped = _decode_all(plan, index, cache, preprocess, skip_invalid, progress)
     _check_fuse_sources(plan)  # after skip_invalid may have re-planned the folds
-    _check_or_write_run_files(run_dir, plan, skipped_before + skipped)
+    _check_or_write_run_files(run_dir, plan, skipped_before + skipped, data_dir)
     return str(images.filename), skipped
 
 
@@ -463,7 +466,7 @@ def _write_fold(arm: ArmConfig, k: int, arm_dir: Path, frames: list[pd.DataFrame
 
 def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[int] | None = None,
            cache_dir: Path | None = None, progress: ProgressFactory = no_progress, skip_invalid: bool = False,
-           skipped: Sequence[tuple[str, str]] = ()) -> CVPlan:
+           skipped: Sequence[tuple[str, str]] = (), data_dir: Path | None = None) -> CVPlan:
     """Train and evaluate every arm on every (or the given) fold; returns the plan.
 
     First every arm's model is checked against the configured image size (a clear ``ValueError``
@@ -471,6 +474,8 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
     files are an error listing them all, or with ``skip_invalid`` are left out and recorded in
     ``skipped.csv`` and run.json ``skipped``, after ``skipped``: ``(file, reason)`` pairs the
     reader already left out (e.g. names that do not parse, see ``read_dataset(problems=...)``).
+    ``data_dir`` (the folder the index was read from) is recorded in run.json ``provenance`` with
+    the index digest, command line, versions and times; each finished call records its end time.
     Aggregation into ``metrics.json`` is :func:`blastscope.evaluation.aggregate.aggregate_run`.
     Data-parallel: call it in every process; see the module docstring.
     """
@@ -481,7 +486,7 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
     preprocess = Preprocess(canvas=data.canvas, resize=data.resize)
     cache = ImageCache(cache_dir or run_dir / "cache")
     cache_file, decode_skipped = ddp.run_on_main(_prepare, plan, index, run_dir, cache, preprocess, skip_invalid,
-                                                 list(skipped), progress)
+                                                 list(skipped), progress, data_dir)
     if decode_skipped:
         plan = _plan_without(config, index, decode_skipped)
     arrays = {"all": np.load(cache_file, mmap_mode="r", allow_pickle=False)}
@@ -505,7 +510,19 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
             (model, model_input), info = _fit_arm(plan, arm, k, arm_dir, arrays, trained, progress)
             trained[arm.name] = (model, model_input)
             ddp.run_on_main(_evaluate_cnn, plan, arm, k, arm_dir, arrays["all"], model, model_input, info)
+    ddp.run_on_main(_record_finish, run_dir)
     return plan
+
+
+def _record_finish(run_dir: Path) -> None:
+    """run.json ``provenance.finished``: when the last run_cv call on this folder finished."""
+    import json
+
+    path = run_dir / "run.json"
+    run = json.loads(path.read_text())
+    if isinstance(run.get("provenance"), dict):
+        run["provenance"]["finished"] = now()
+        atomic_write_json(path, run)
 
 
 def _load_trained(plan: CVPlan, run_dir: Path, arm_name: str, k: int,

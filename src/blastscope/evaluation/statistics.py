@@ -25,7 +25,7 @@ from scipy.stats import norm, rankdata
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["wilson_interval", "delong_auc_ci", "delong_test"]
+__all__ = ["wilson_interval", "delong_auc_ci", "delong_test", "mcnemar_test"]
 
 
 def _z(confidence: float) -> float:
@@ -181,3 +181,25 @@ def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) 
     else:
         z, p = (0.0, 1.0) if diff == 0.0 else (math.copysign(math.inf, diff), 0.0)
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": diff, "variance": var, "z": z, "p_value": p}
+
+
+def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
+    """Exact two-sided McNemar test of equal accuracy of two classifiers on the same samples (paired).
+
+    Args:
+        correct_a, correct_b: (n_samples,) bool, whether each classifier labelled the sample right.
+
+    Returns:
+        ``{"accuracy_a", "accuracy_b", "only_a" (a right, b wrong), "only_b", "p_value"}``: the
+        binomial test of ``only_a`` among the ``only_a + only_b`` discordant samples at 1/2
+        (p = 1.0 without discordant samples).
+    """
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(correct_a), np.asarray(correct_b)
+    if a.ndim != 1 or a.shape != b.shape or a.dtype != bool or b.dtype != bool:
+        raise ValueError(f"correct_a and correct_b must be 1-D bool arrays of equal length, got {a.dtype} {a.shape} and {b.dtype} {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return {"accuracy_a": float(a.mean()) if a.size else float("nan"), "accuracy_b": float(b.mean()) if b.size else float("nan"),
+            "only_a": only_a, "only_b": only_b, "p_value": p}

@@ -30,6 +30,7 @@ from blastscope.inference.bundle import (
     read_arrays,
 )
 from blastscope.inference.manifest import write_manifest
+from blastscope.inference.model_card import model_card
 
 __all__ = ["export_bundle"]
 
@@ -92,6 +93,7 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
             files["onnx"] = f"model_fold{n}.onnx"
         folds.append(FoldFiles(**files))
     meta = _metadata(run, config, arm_cfg, spec, folds, onnx)
+    meta["model_card"] = model_card(run_dir, arm_cfg.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
