@@ -63,3 +63,19 @@ def test_save_and_read_round_trip(tmp_path):
     c = resolve_config("sdct_auxnet", "quick")
     save_config(c, tmp_path / "config.yaml")
     assert read_config(tmp_path / "config.yaml") == c
+
+
+def test_every_recipe_header_lists_its_differences_from_the_paper():
+    """Each shipped recipe opens with comment lines, among them "Differences from the paper" followed
+    by one "# - ..." line per difference, and the inner selection protocol is always one of them."""
+    from importlib import resources
+
+    from blastscope.config import list_recipes
+
+    for name in list_recipes():
+        text = (resources.files("blastscope.recipes") / f"{name}.yaml").read_text()
+        header = [line for line in text.splitlines() if line.startswith("#")]
+        assert any("Differences from the paper" in line for line in header), name
+        start = next(i for i, line in enumerate(header) if "Differences from the paper" in line)
+        listed = [line for line in header[start + 1:] if line.startswith("# - ")]
+        assert listed and any("selection" in line for line in listed), name

@@ -150,10 +150,13 @@ class ScheduleConfig:
     factor: float = 0.3
     patience: int = 5
     min_lr: float = 1e-6
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"  # plateau: what must stop improving
 
     def __post_init__(self) -> None:
         if self.name not in ("step", "plateau", "none"):
             raise ConfigError(f"train.schedule.name must be step, plateau or none, got {self.name!r}")
+        if self.monitor not in ("val_loss", "val_accuracy"):
+            raise ConfigError(f"train.schedule.monitor must be val_loss or val_accuracy, got {self.monitor!r}")
 
 
 @dataclass(frozen=True)

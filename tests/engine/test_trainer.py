@@ -84,3 +84,26 @@ def test_finished_fit_is_not_retrained(tmp_path, monkeypatch):
     fit(again, images, y, images, y, _cfg(epochs=1), tmp_path)
     for (k, v), (_, w) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(v, w), k
+
+
+@pytest.mark.parametrize("monitor", ["val_accuracy", "val_loss"])
+def test_plateau_schedule_watches_the_configured_validation_metric(tmp_path, monkeypatch, monitor):
+    """Spike-PCA-ResNet's Algorithm 2 reduces the learning rate when the VALIDATION ACCURACY stops
+    improving: with ``monitor: val_accuracy`` the plateau scheduler is stepped with each epoch's
+    accuracy in "max" mode; with ``val_loss`` with the loss in "min" mode."""
+    seen = []
+    real_step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+
+    def step(self, metric, *args, **kwargs):
+        seen.append((self.mode, float(metric)))
+        return real_step(self, metric, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step", step)
+    torch.manual_seed(0)
+    images, y = _data()
+    cfg = _cfg(epochs=3, optimizer={"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
+               schedule={"name": "plateau", "factor": 0.3, "patience": 5, "monitor": monitor})
+    result = fit(create_model("sd_net", num_classes=2), images, y, images, y, cfg, tmp_path)
+    expected = [h[monitor] for h in result.history]
+    assert [m for _, m in seen] == pytest.approx(expected)
+    assert {mode for mode, _ in seen} == {"max" if monitor == "val_accuracy" else "min"}

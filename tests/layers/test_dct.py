@@ -66,6 +66,22 @@ def test_energy_threshold_dct_matches_paper_formula():
     assert np.all(out[~keep] == 0) and np.all(out[keep] != 0)
 
 
+def test_energy_threshold_dct_monotone_log_keeps_the_sign_and_the_order():
+    """Reference (scipy DCT): ``log="monotone"`` gives sign(d) log10(1 + |d|) on kept coefficients, 0 on
+    dropped ones, so no kept coefficient changes sign; the literal log flips those with |d| < 1."""
+    x = torch.rand(2, 3, 12, 10, dtype=torch.float64)
+    d = _scipy_dct(x)
+    keep = energy_threshold_mask(torch.from_numpy(d), 0.95).numpy()
+    out = EnergyThresholdDCT(energy=0.95, log="monotone").double()(x).numpy()
+    np.testing.assert_allclose(out, np.where(keep, np.sign(d) * np.log10(1 + np.abs(d)), 0.0), atol=1e-12)
+    assert (np.sign(out[keep]) == np.sign(d[keep])).all()
+    literal = EnergyThresholdDCT(energy=0.95).double()(x).numpy()
+    small = keep & (np.abs(d) < 1)
+    assert small.any() and (np.sign(literal[small]) == -np.sign(d[small])).all()
+    with pytest.raises(ValueError, match="log must be"):
+        EnergyThresholdDCT(log="ln")
+
+
 def test_energy_threshold_dct_threshold_is_configurable():
     x = torch.rand(1, 3, 16, 16)
     nonzero = [(EnergyThresholdDCT(energy=e)(x) != 0).sum().item() for e in (0.5, 0.95, 0.999)]

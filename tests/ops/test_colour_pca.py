@@ -66,7 +66,7 @@ def test_add_colour_shift_zero_alpha_is_identity_and_output_is_clipped() -> None
     image = np.random.default_rng(6).integers(0, 256, (8, 9, 3), dtype=np.uint8)
     values, vectors = np.array([0.2, 0.01, 0.001]), np.eye(3)
     np.testing.assert_array_equal(add_colour_shift(image, values, vectors, np.zeros(3)), image)
-    bright = add_colour_shift(image, values, vectors, np.array([100.0, 0.0, 0.0]))
+    bright = add_colour_shift(image, values, vectors, np.array([2000.0, 0.0, 0.0]))
     assert bright.dtype == np.uint8
     np.testing.assert_array_equal(bright[:, :, 0], 255)
     np.testing.assert_array_equal(bright[:, :, 1:], image[:, :, 1:])
@@ -74,8 +74,8 @@ def test_add_colour_shift_zero_alpha_is_identity_and_output_is_clipped() -> None
 
 def test_known_shift_in_grey_levels() -> None:
     image = np.full((2, 2, 3), 100, dtype=np.uint8)
-    shifted = add_colour_shift(image, np.array([0.5, 0.0, 0.0]), np.eye(3), np.array([0.2, 0.0, 0.0]))
-    np.testing.assert_array_equal(shifted[0, 0], [100 + round(0.1 * 255), 100, 100])
+    shifted = add_colour_shift(image, np.array([50.0, 0.0, 0.0]), np.eye(3), np.array([0.2, 0.0, 0.0]))
+    np.testing.assert_array_equal(shifted[0, 0], [110, 100, 100])  # 0.2 * 50 grey levels
 
 
 def test_bad_shapes_raise() -> None:

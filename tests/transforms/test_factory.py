@@ -21,7 +21,7 @@ def test_leukemianet_pca_is_fitted_on_the_given_images():
     pca = transform._items[-1]
     assert isinstance(pca, PCAColourAugment) and len(transform._items) == 11
     pixels = images.reshape(-1, 3)
-    pixels = pixels[(pixels > 0).any(axis=1)] / 255.0
+    pixels = pixels[(pixels > 0).any(axis=1)].astype(np.float64)  # 0-255 grey levels, as AlexNet
     values, vectors = np.linalg.eigh(np.cov(pixels, rowvar=False))
     np.testing.assert_allclose(pca.eigenvalues_, values[::-1], rtol=1e-8)
     np.testing.assert_allclose(np.abs(pca.eigenvectors_), np.abs(vectors[:, ::-1]), atol=1e-8)

@@ -3,7 +3,9 @@
 Gehlot et al. 2020 section 4.1/4.3 and the released code: SGD (lr 1e-3, momentum 0.9, weight
 decay 1e-2), batch 64, step decay, NLL of log-softmax (here ``cross_entropy`` on logits, the same
 loss), best checkpoint by validation accuracy. The optimiser and schedule are configurable so the
-other papers' recipes (Adam + ReduceLROnPlateau on validation loss) use the same loop.
+other papers' recipes (Adam + ReduceLROnPlateau on the validation loss or, with
+``schedule.monitor: val_accuracy``, the validation accuracy) use the same loop. "Validation" is
+the set that chooses the best epoch: the inner selection subjects by default.
 
 Resuming: after every epoch the full state (weights, optimiser, scheduler, torch RNG, history) is
 committed atomically; the data order and augmentation draw from (seed, epoch, position), so a run
@@ -70,7 +72,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
     if s.name == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(s.milestones), gamma=s.gamma)
     if s.name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=s.factor, patience=s.patience, min_lr=s.min_lr)
+        mode = "max" if s.monitor == "val_accuracy" else "min"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=s.factor, patience=s.patience, min_lr=s.min_lr)
     return None
 
 
@@ -210,7 +213,10 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
         val_acc = float((val_logp.argmax(1) == val_labels_arr).mean()) if len(val_labels_arr) else float("nan")
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
-            scheduler.step(val_loss) if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else scheduler.step()
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val_acc if cfg.schedule.monitor == "val_accuracy" else val_loss)
+            else:
+                scheduler.step()
         seconds += time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                         "val_loss": val_loss, "val_accuracy": val_acc})

@@ -9,6 +9,8 @@ the matrix form up to float rounding); ``backend="matrix"`` forces the matrix fo
 """
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 import torch
@@ -123,12 +125,17 @@ class EnergyThresholdDCT(_DCTMatrices):
     i.e. a dropped coefficient is replaced by 1 and ``log10(1) = 0``. No code was released; our
     reading of the wording: the log has no ``1 +`` (otherwise replacing by 1 would not zero a
     coefficient), so a KEPT coefficient with ``|d| < 1`` maps to a value of the opposite sign
-    (e.g. 0.5 -> -0.30), a property of the stated formula which we keep. ``eps`` (default 1e-6)
-    only guards the log against a kept coefficient of (near) zero. The mask is not
-    differentiated; gradients flow through the kept coefficients.
+    (e.g. 0.5 -> -0.30; about a third of the kept coefficients of a synthetic cell), a property
+    of the stated formula which ``log="literal"`` (default, the LeukoNet recipes) keeps so that the
+    recipes are faithful to the paper's text. ``log="monotone"`` is the order-preserving
+    ``sign(d) * log10(1 + |d|)`` on kept coefficients (0 on dropped ones, which ``log10(1 + 0)``
+    gives too): no sign inversion, at the price of departing from the paper's wording. ``eps``
+    (default 1e-6) only guards the literal log against a kept coefficient of (near) zero. The mask
+    is not differentiated; gradients flow through the kept coefficients.
 
     Args:
         energy: fraction of energy kept per map, in (0, 1]; the paper uses 0.95.
+        log: "literal" (the paper's wording) or "monotone" (see above).
         size: as for :class:`DCT2d`.
         eps: floor of ``|d|`` inside the log, > 0.
         backend: as for :class:`DCT2d`.
@@ -137,8 +144,11 @@ class EnergyThresholdDCT(_DCTMatrices):
     """
 
     def __init__(self, energy: float = 0.95, size: int | tuple[int, int] | None = None, eps: float = 1e-6,
-                 backend: DCTBackend = "auto") -> None:
+                 backend: DCTBackend = "auto", log: Literal["literal", "monotone"] = "literal") -> None:
         super().__init__(size, backend)
+        if log not in ("literal", "monotone"):
+            raise ValueError(f"log must be 'literal' or 'monotone', got log={log!r}")
+        self.log = log
         if not 0.0 < energy <= 1.0:
             raise ValueError(f"energy must be in (0, 1], got energy={energy}")
         if eps <= 0:
@@ -149,8 +159,10 @@ class EnergyThresholdDCT(_DCTMatrices):
     def forward(self, x: Tensor) -> Tensor:
         d = self.dct(x)
         keep = energy_threshold_mask(d, self.energy)
+        if self.log == "monotone":
+            return torch.where(keep, torch.sign(d) * torch.log1p(d.abs()) / math.log(10.0), torch.zeros_like(d))
         kept = torch.where(keep, d, torch.ones_like(d))
         return torch.sign(kept) * torch.log10(kept.abs().clamp_min(self.eps))
 
     def extra_repr(self) -> str:
-        return f"energy={self.energy}, size={self.size}"
+        return f"energy={self.energy}, size={self.size}, log={self.log}"

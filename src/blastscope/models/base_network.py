@@ -11,14 +11,17 @@ Mourya et al. 2018, section 4 and Fig. 1; Gehlot et al. 2020, section 3.1, Fig. 
     C6 conv 3x3                 64 -> 64     10
     bilinear pooling 64 x 10 x 10 -> 4096, linear 4096 -> 2
 
-As in the released SDCT code every conv is Conv(bias=True) + BatchNorm + activation, 3x3 convs
-use padding 1, conv weights are He-normal (``kaiming_normal_``, fan-in, ReLU gain) with zero
-biases. The linear layer keeps PyTorch's default initialisation. The model returns logits; the
-papers' log-softmax + NLL loss equals ``cross_entropy`` on these logits.
+As in the released SDCT code every conv is Conv(bias=True) + BatchNorm + activation and 3x3 convs
+use padding 1. Initialisation (the papers are silent): ``init="fan_in"`` (default) draws conv
+weights He-normal with fan-in and ReLU gain, zero conv biases, and keeps PyTorch's default for the
+linear layer; ``init="released"`` is what the authors' released SDCT code does: He-normal with
+FAN-OUT for the convolutions (zero biases) and the linear layer N(0, 0.01) with zero bias. The
+model returns logits; the papers' log-softmax + NLL loss equals ``cross_entropy`` on these logits.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +30,9 @@ from torch import Tensor, nn
 from blastscope.layers.activations import ActivationName, make_activation
 from blastscope.layers.bilinear_pool import BilinearPool
 
-__all__ = ["ConvBNAct", "BasicNetwork", "count_parameters"]
+__all__ = ["ConvBNAct", "BasicNetwork", "count_parameters", "InitName"]
+
+InitName = Literal["fan_in", "released"]
 
 
 class ConvBNAct(nn.Sequential):
@@ -72,6 +77,7 @@ class BasicNetwork(nn.Module):
         num_classes: number of logits.
         widths: output channels of C1..C6; the papers use (16, 16, 32, 48, 64, 64).
         activation: "relu" (papers' default), "prelu" or "ptelu" (LeukoNet Table 1).
+        init: "fan_in" (default) or "released" (the authors' released code; module docstring).
 
     Shape: B x in_channels x H x W (H, W >= 33) -> B x num_classes logits.
     ``forward_features`` gives B x widths[-1] x h x w (64 x 10 x 10 at 350 x 350);
@@ -84,8 +90,11 @@ class BasicNetwork(nn.Module):
         num_classes: int = 2,
         widths: Sequence[int] = (16, 16, 32, 48, 64, 64),
         activation: ActivationName = "relu",
+        init: InitName = "fan_in",
     ) -> None:
         super().__init__()
+        if init not in ("fan_in", "released"):
+            raise ValueError(f"init must be 'fan_in' or 'released', got init={init!r}")
         widths = tuple(int(w) for w in widths)
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got in_channels={in_channels}")
@@ -109,6 +118,13 @@ class BasicNetwork(nn.Module):
         self.features.add_module("conv6", ConvBNAct(w5, w6, activation=activation))
         self.pool = BilinearPool()
         self.fc = nn.Linear(self.num_features, num_classes)
+        if init == "released":
+            for m in self.features.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+            nn.init.normal_(self.fc.weight, 0.0, 0.01)
+            nn.init.zeros_(self.fc.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """B x C x H x W -> last conv maps B x widths[-1] x h x w."""

@@ -18,6 +18,7 @@ entrypoint (Table 1 compares them; ReLU is the default and was best). Models ret
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -165,9 +166,14 @@ def leukonet_stage2(
     stain_matrix: np.ndarray | None = None,
     activation: ActivationName = "relu",
     energy: float = 0.95,
+    dct_log: Literal["literal", "monotone"] = "literal",
 ) -> nn.Module:
-    """Stage-2: SD layer -> EnergyThresholdDCT(energy) -> Basic Network."""
-    front = nn.Sequential(_sd(stain_matrix), EnergyThresholdDCT(energy=energy))
+    """Stage-2: SD layer -> EnergyThresholdDCT(energy, log=dct_log) -> Basic Network.
+
+    ``dct_log="literal"`` (default) is the paper's wording, which flips the sign of kept
+    coefficients with ``|d| < 1``; ``"monotone"`` is ``sign(d) log10(1 + |d|)``
+    (:class:`~blastscope.layers.dct.EnergyThresholdDCT`)."""
+    front = nn.Sequential(_sd(stain_matrix), EnergyThresholdDCT(energy=energy, log=dct_log))
     return FrontEndNet(front, BasicNetwork(3, num_classes, activation=activation))
 
 
@@ -178,14 +184,16 @@ def leukonet_stage2c(
     stain_matrix: np.ndarray | None = None,
     activation: ActivationName = "relu",
     energy: float = 0.95,
+    dct_log: Literal["literal", "monotone"] = "literal",
 ) -> nn.Module:
     """Stage-2C: [SD channels, DCT(SD) channels] (6 channels) -> 6-channel Basic Network.
 
     Reading of the text: one SD layer feeds both halves (SD channels first, then their
-    energy-thresholded DCT), rather than two separately trained SD layers.
+    energy-thresholded DCT), rather than two separately trained SD layers. ``dct_log``: as for
+    :func:`leukonet_stage2`.
     """
     sd_then_concat = nn.Sequential(
-        _sd(stain_matrix), ChannelConcat(nn.Identity(), EnergyThresholdDCT(energy=energy))
+        _sd(stain_matrix), ChannelConcat(nn.Identity(), EnergyThresholdDCT(energy=energy, log=dct_log))
     )
     return FrontEndNet(sd_then_concat, BasicNetwork(6, num_classes, activation=activation))
 

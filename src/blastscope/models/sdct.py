@@ -16,7 +16,7 @@ from blastscope.layers.activations import ActivationName
 from blastscope.layers.dct import DCT2d, DCTOutput
 from blastscope.layers.stain_deconvolution import StainDeconvolution
 from blastscope.models._registry import register_model
-from blastscope.models.base_network import BasicNetwork
+from blastscope.models.base_network import BasicNetwork, InitName
 
 __all__ = ["FrontEndNet", "base_network", "sd_net", "sdct_net"]
 
@@ -56,9 +56,10 @@ class FrontEndNet(nn.Module):
 
 
 @register_model(input_size=(3, 350, 350), paper=f"{_PAPER}, sec. 3.1, Fig. 2, Tables 2-3")
-def base_network(*, num_classes: int = 2, in_channels: int = 3, activation: ActivationName = "relu") -> nn.Module:
+def base_network(*, num_classes: int = 2, in_channels: int = 3, activation: ActivationName = "relu",
+                 init: InitName = "fan_in") -> nn.Module:
     """Base network on raw RGB: 95,362 parameters for 3 channels and 2 classes (Table 2)."""
-    return BasicNetwork(in_channels=in_channels, num_classes=num_classes, activation=activation)
+    return BasicNetwork(in_channels=in_channels, num_classes=num_classes, activation=activation, init=init)
 
 
 @register_model(input_size=(3, 350, 350), paper=f"{_PAPER}, sec. 3.2, Fig. 3")
@@ -67,6 +68,7 @@ def sd_net(
     num_classes: int = 2,
     stain_matrix: np.ndarray | None = None,
     activation: ActivationName = "relu",
+    init: InitName = "fan_in",
 ) -> nn.Module:
     """SD-Net: stain-deconvolution layer (with tanh) + base network.
 
@@ -75,7 +77,7 @@ def sd_net(
     the fixed Ruifrok-Johnston default because an entrypoint cannot read data.
     """
     front = StainDeconvolution(stain_matrix=stain_matrix, trainable=True, tanh=True)
-    return FrontEndNet(front, BasicNetwork(3, num_classes, activation=activation))
+    return FrontEndNet(front, BasicNetwork(3, num_classes, activation=activation, init=init))
 
 
 @register_model(input_size=(3, 350, 350), paper=f"{_PAPER}, sec. 3.3, eq. 1, Fig. 5, Table 3")
@@ -83,18 +85,20 @@ def sdct_net(
     *,
     num_classes: int = 2,
     stain_matrix: np.ndarray | None = None,
-    dct_output: DCTOutput = "signed_log",
+    dct_output: DCTOutput = "log_abs",
     activation: ActivationName = "relu",
+    init: InitName = "fan_in",
 ) -> nn.Module:
     """SDCT-Net: SD layer (with tanh) -> per-channel 2-D DCT + log -> base network.
 
-    Default ``dct_output="signed_log"``: ``sign(DCT) * log10(1 + |DCT|)``, what the authors'
-    released code runs. The paper's equation 1 is the unsigned ``log10(1 + |DCT|)``: pass
-    ``dct_output="log_abs"`` to follow the paper. The DCT matrices are built lazily for the
-    input size (350 x 350 in the paper). ``stain_matrix``: as for :func:`sd_net`.
+    Default ``dct_output="log_abs"``: the paper's equation 1, ``log10(1 + |DCT|)``. The authors'
+    released code runs the signed ``sign(DCT) * log10(1 + |DCT|)``: ``dct_output="signed_log"``
+    (recipe ``sdct_auxnet_code``). The DCT matrices are built lazily for the input size
+    (350 x 350 in the paper). ``stain_matrix`` and ``init``: as for :func:`sd_net` and
+    :class:`~blastscope.models.base_network.BasicNetwork`.
     """
     front = nn.Sequential(
         StainDeconvolution(stain_matrix=stain_matrix, trainable=True, tanh=True),
         DCT2d(size=None, output=dct_output),
     )
-    return FrontEndNet(front, BasicNetwork(3, num_classes, activation=activation))
+    return FrontEndNet(front, BasicNetwork(3, num_classes, activation=activation, init=init))

@@ -6,8 +6,10 @@ training pixels and ``a_i ~ N(0, 0.1)`` is drawn once per image. LeukemiaNet (se
 this method. The pure maths lives here; the fitted transform is
 :class:`blastscope.transforms.pca_colour.PCAColourAugment`.
 
-Pixels are in [0, 1] (RGB / 255). The shift scales with the eigenvalues, which have units of
-intensity squared, so its size depends on that choice of scale.
+Pixels are in AlexNet's 0-255 grey levels. The shift scales with the eigenvalues, which have
+units of intensity squared, so the scale matters: at [0, 1] (this module before) the eigenvalues
+are 255^2 times smaller and the shift was inert (largest shift 4 grey levels in 200 draws on a
+synthetic cell); at 0-255, as AlexNet, the first component moves the colour by tens of grey levels.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def covariance_eigen(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rgb_covariance_eigen(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues/eigenvectors of the RGB covariance of ``pixels`` (N x 3, values in [0, 1]).
+    """Eigenvalues/eigenvectors of the RGB covariance of ``pixels`` (N x 3, grey levels 0-255).
 
     Uses the unbiased covariance (divisor N - 1). See :func:`covariance_eigen` for the ordering.
     """
@@ -49,7 +51,7 @@ def rgb_covariance_eigen(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def colour_shift(eigenvalues: np.ndarray, eigenvectors: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The RGB vector ``sum_i alpha_i * eigenvalues_i * eigenvectors[:, i]`` (shape (3,), [0, 1] units)."""
+    """The RGB vector ``sum_i alpha_i * eigenvalues_i * eigenvectors[:, i]`` (shape (3,), grey levels)."""
     return np.asarray(eigenvectors, dtype=np.float64) @ (
         np.asarray(alpha, dtype=np.float64) * np.asarray(eigenvalues, dtype=np.float64)
     )
@@ -60,11 +62,11 @@ def add_colour_shift(
 ) -> np.ndarray:
     """Add :func:`colour_shift` to every pixel of a uint8 H x W x 3 RGB image.
 
-    The image is scaled to [0, 1], shifted, clipped to [0, 1] and rounded back to uint8, so
-    ``alpha = 0`` returns the image unchanged.
+    The shift (grey levels; eigenvalues of the 0-255 covariance) is added, the result clipped to
+    [0, 255] and rounded back to uint8, so ``alpha = 0`` returns the image unchanged.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 H x W x 3 RGB array, got shape={image.shape} dtype={image.dtype}")
     shift = colour_shift(eigenvalues, eigenvectors, alpha)
-    shifted = image.astype(np.float64) / 255.0 + shift
-    return np.rint(np.clip(shifted, 0.0, 1.0) * 255.0).astype(np.uint8)
+    shifted = image.astype(np.float64) + shift
+    return np.rint(np.clip(shifted, 0.0, 255.0)).astype(np.uint8)

@@ -9,11 +9,11 @@ principal components with magnitudes proportional to the eigenvalues times N(0, 
 Deliberate choices:
 - Dataset level, fitted once per training set (never on validation or test images), unlike
   albumentations' ``FancyPCA``, which recomputes the eigenvectors of each image.
-- Pixels are scaled to [0, 1]. The eigenvalues have units of intensity squared, so the shift's
-  size depends on this scale. Measured on the project's samples, the first eigenvalue is
-  0.006 (C-NMC cells, background left out) to 0.11 (Munich AML), so the shift along the first
-  component has a standard deviation of 0.2 to 3 grey levels and under 0.2 grey levels along
-  the others: a mild brightness jitter. Raise ``alpha_std`` for a stronger effect.
+- Pixels are in 0-255 grey levels, AlexNet's convention: the eigenvalues have units of
+  intensity squared, so at a [0, 1] scale (this transform before) the shift was inert (largest
+  shift 4 grey levels in 200 draws). At 0-255 the shift along the first component has a standard
+  deviation of ``alpha_std * lambda_1`` grey levels, e.g. about 40 for C-NMC-like cells
+  (lambda_1 ~ 400); a test checks its size on a real cell.
 - ``ignore_black=True`` leaves pure-black pixels (every channel <= ``black_level``) out of the
   covariance: on C-NMC about 80% of the pixels are black background, which would otherwise
   dominate the first component (a black-to-cell brightness axis) instead of the stain colours.
@@ -35,8 +35,8 @@ class PCAColourAugment(ParamRepr):
     """Add a random multiple of the training set's RGB principal components to an image.
 
     Attributes set by :meth:`fit`:
-        mean_: (3,) mean RGB of the counted pixels, in [0, 1].
-        eigenvalues_: (3,) eigenvalues of the RGB covariance, descending ([0, 1] units squared).
+        mean_: (3,) mean RGB of the counted pixels, grey levels 0-255.
+        eigenvalues_: (3,) eigenvalues of the RGB covariance, descending (grey levels squared).
         eigenvectors_: (3, 3) unit eigenvectors in columns, matching ``eigenvalues_``.
         n_pixels_: number of pixels counted.
     """
@@ -68,7 +68,7 @@ class PCAColourAugment(ParamRepr):
                 pixels = pixels[(pixels > self.black_level).any(axis=1)]
             if len(pixels) == 0:
                 continue
-            pixels = pixels.astype(np.float64) / 255.0
+            pixels = pixels.astype(np.float64)
             n_b, mean_b = len(pixels), pixels.mean(axis=0)
             centred = pixels - mean_b
             # Chan et al.'s pairwise update: exact, and free of the cancellation of sum(x x^T) - n m m^T.
