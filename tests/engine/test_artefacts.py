@@ -75,3 +75,37 @@ def test_unchanged_weights_reuse_artefacts(run):
     assert (run / "artefacts" / "features_sd_net.csv").stat().st_mtime_ns == stamp
     write_report_artefacts(run, force=True)
     assert (run / "artefacts" / "features_sd_net.csv").stat().st_mtime_ns != stamp
+
+
+def test_fig13_feature_maps_are_the_c5_c6_outputs_of_correct_cells(run):
+    """Fig. 13: one correctly classified validation cell per class; the stored maps equal C5/C6 outputs
+    recomputed with forward hooks of the fold-1 model, and the stored probability is its softmax."""
+    import torch
+
+    from blastscope.config import read_config
+    from blastscope.engine.arm_models import load_fold_model
+
+    info = json.loads((run / "artefacts" / "artefacts.json").read_text())["feature_maps"]
+    if "reason" in info:
+        pytest.skip(f"the 2-epoch tiny model classified no validation cell correctly: {info['reason']}")
+    with np.load(run / "artefacts" / "feature_maps.npz", allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    assert info["arm"] == "sdct_net" and len(set(a["labels"].tolist())) == len(a["labels"]) == info["n_cells"]
+    preds = pd.read_csv(run / "arms" / info["arm"] / "fold_0" / "predictions.csv", keep_default_na=False)
+    chosen = preds[preds["path"].isin(a["paths"].tolist()) & (preds["set"] == "val")]
+    assert len(chosen) == len(a["paths"]) and (chosen["pred"] == chosen["y"]).all()
+    model, model_input = load_fold_model(run, read_config(run / "config.yaml"), info["arm"], 0)
+    model.eval()
+    seen = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, k=n: seen.__setitem__(k, out))
+             for n, m in model.named_modules() if n.split(".")[-1] in ("conv5", "conv6")]
+    with torch.no_grad():
+        logits = model(model_input(torch.from_numpy(a["rgb"])))
+    for h in hooks:
+        h.remove()
+    (c5,), (c6,) = [[v for k, v in seen.items() if k.endswith(name)] for name in ("conv5", "conv6")]
+    m = a["c5"].shape[1]
+    np.testing.assert_allclose(a["c5"], c5[:, :m].numpy(), atol=1e-5)
+    np.testing.assert_allclose(a["c6"], c6[:, :m].numpy(), atol=1e-5)
+    y = chosen.set_index("path").loc[a["paths"].tolist(), "y"].to_numpy()
+    np.testing.assert_allclose(a["probability"], torch.softmax(logits, 1).numpy()[np.arange(len(y)), y], atol=1e-5)

@@ -139,3 +139,22 @@ def test_image_level_needs_explicit_grouping(tmp_path, shared):
     run_cv(config, index, tmp_path / "b")
     metrics = aggregate_run(tmp_path / "b")
     assert metrics["image_level"] is True
+
+
+def test_svm_guard_says_whether_the_svm_helped(quick_run):
+    """Per fold and pooled: accuracy of the CNN on the cells it kept, of the SVM on the cells it answered and
+    of the CNN on those same cells, recomputed here from predictions.csv."""
+    metrics = json.loads((quick_run / "metrics.json").read_text())
+    guard = metrics["arms"]["sdct_auxnet"]["svm_guard"]["validation"]
+    aux = _preds(quick_run, "sdct_auxnet").query("set == 'validation'")
+    for key, g in list(aux.groupby("fold")) + [("pooled", aux)]:
+        entry = guard[str(key)]
+        svm = g["answered_by"] == "svm"
+        cnn_pred = g[["cnn_p_hem", "cnn_p_all"]].astype(float).to_numpy().argmax(1)
+        assert entry["svm_answered"]["n"] == int(svm.sum())
+        assert entry["svm_answered"]["k"] == int((g["pred"] == g["y"])[svm].sum())
+        assert entry["cnn_kept"]["k"] == int((g["pred"] == g["y"])[~svm].sum())
+        assert entry["cnn_on_svm_cells"]["k"] == int((cnn_pred == g["y"].to_numpy())[svm.to_numpy()].sum())
+        gain = entry["svm_answered"]["k"] - entry["cnn_on_svm_cells"]["k"]
+        assert entry["verdict"] == ("no cell answered by the SVM" if not svm.any() else
+                                    "the SVM helped" if gain > 0 else "the SVM hurt" if gain < 0 else "no difference")

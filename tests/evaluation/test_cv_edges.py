@@ -88,3 +88,25 @@ def test_one_positive_roc_through_aggregate_run(tmp_path, caplog):
     low, high = proportion_confint(sens["k"], 1, method="wilson")
     assert (sens["n"], sens["low"], sens["high"]) == (1, pytest.approx(low), pytest.approx(high))
     assert metrics["vote"]["test"]["auc"] is None
+
+
+def test_a_fold_model_that_predicts_one_class_is_flagged(tmp_path):
+    """Invariant: a fold model whose every scored cell gets the same label, although the cells hold two
+    classes, is listed in ``collapsed`` and the tables print a warning naming it; a fold that
+    predicts both classes is not."""
+    from rich.console import Console
+
+    from blastscope.reports.tables import print_run_tables
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({
+        "recipe": "hand", "paper": "", "class_names": ["hem", "all"], "positive": "all", "grouping": "subject",
+        "fold_mode": "subject", "image_level": False, "n_folds": 2, "arms": ["a"]}))
+    _write_fold(run, 0, [("val", f"P{i}_1", i % 2, 0.9) for i in range(6)])  # always "all"
+    _write_fold(run, 1, [("val", f"Q{i}_1", i % 2, 0.2 + 0.6 * (i % 2)) for i in range(6)])  # right every time
+    metrics = aggregate_run(run)
+    assert metrics["arms"]["a"]["collapsed"] == [0]
+    console = Console(record=True, width=200)
+    print_run_tables(metrics, console)
+    assert "a: Model1 predicted ONE class for every cell it scored (collapsed)" in console.export_text()

@@ -32,7 +32,7 @@ def _data_uris(text: str) -> list[bytes]:
 def test_report_has_its_sections_tables_and_figures(report):
     text = report.read_text()
     assert report.name == "report.html" and report.parent.name == "report"
-    for anchor in ("config", "data", "tables", "folds", "curves", "roc", "confusion", "theta", "subjects", "dct", "features"):
+    for anchor in ("config", "data", "tables", "folds", "curves", "roc", "confusion", "theta", "subjects", "dct", "maps", "features"):
         assert f'id="{anchor}"' in text
     for table_text in ("Weighted F1 (WF1)", "Majority vote", "Table 5", "Table 8", "Subjects / cells per class",
                        "selection acc", "inner (training subjects)", "recipe: sdct_auxnet"):

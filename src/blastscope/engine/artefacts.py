@@ -18,6 +18,11 @@ network and writes, under ``RUN/artefacts/``:
   C1 maps are average-pooled to at most 16 x 16 before PCA to bound memory (at 350 x 350 a C1
   map is 16 x 174 x 174). C1 is read with a forward hook on the first spatial convolution's block
   (a visualisation, not a model path, so the timm-style feature API does not reach it).
+- ``feature_maps.npz`` (Fig. 13, section 5): for ONE correctly classified cell per class of fold 1's
+  validation fold (by the fold-1 model of the first arm with a DCT layer, else the first with
+  ``conv5``/``conv6`` blocks), the preprocessed cell (uint8 N x S x S x 3) and the first
+  ``n_maps`` channels of its C5 and C6 feature maps (float32 N x n_maps x h x w), with ``labels``,
+  ``paths`` and the model's ``probability`` of the true class.
 - ``artefacts.json``: what was written, from which weights (SHA-256), or why something was not.
 
 Artefacts whose weights are unchanged are reused.
@@ -43,6 +48,7 @@ __all__ = ["write_report_artefacts", "ARTEFACTS_DIR"]
 logger = logging.getLogger(__name__)
 
 ARTEFACTS_DIR = "artefacts"
+ARTEFACTS_VERSION = 2  # 2: Fig. 13 feature maps; older artefacts are recomputed
 COEFFICIENT_FRACTION = np.geomspace(1e-4, 1.0, 48)
 
 
@@ -137,9 +143,53 @@ def _pick(folds: pd.DataFrame, classes: list[str], n_per_class: int, rng: np.ran
     return pd.concat(parts) if parts else folds.iloc[:0]
 
 
+@torch.inference_mode()
+def _c5_c6(model: nn.Module, model_input, images: np.ndarray, n_maps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """C5 and C6 block outputs (first ``n_maps`` channels) and the softmax of ``images``, or None."""
+    modules = dict(model.named_modules())
+    names = {k: next((n for n in modules if n.split(".")[-1] == k), None) for k in ("conv5", "conv6")}
+    if None in names.values():
+        return None
+    captured: dict[str, torch.Tensor] = {}
+    handles = [modules[n].register_forward_hook(lambda _m, _i, out, key=k: captured.__setitem__(key, out[:, :n_maps].float()))
+               for k, n in names.items()]
+    try:
+        proba = torch.softmax(model(model_input(torch.from_numpy(np.ascontiguousarray(images)))).float(), dim=1)
+    finally:
+        for h in handles:
+            h.remove()
+    return captured["conv5"].numpy(), captured["conv6"].numpy(), proba.numpy()
+
+
+def _feature_maps(run_dir: Path, models: dict, sd_arms: list, classes: list[str], preprocess: Preprocess,
+                  n_maps: int = 8) -> tuple[dict[str, np.ndarray] | None, dict]:
+    """Fig. 13 arrays (module docstring) and their ``artefacts.json`` entry (or the reason for none)."""
+    order = [n for n, _, has_dct in sd_arms if has_dct] + list(models)
+    for name in dict.fromkeys(order):
+        path = run_dir / "arms" / name / "fold_0" / "predictions.csv"
+        if not path.exists():
+            continue
+        preds = pd.read_csv(path, keep_default_na=False, dtype={"subject_id": str, "label": str})
+        val = preds[(preds["set"] == "val") & (preds["pred"] == preds["y"])]
+        rows = [val[val["label"] == c].iloc[0] for c in classes if (val["label"] == c).any()]
+        if not rows:
+            continue
+        cells = np.stack([load_preprocessed(r["path"], preprocess) for r in rows])
+        found = _c5_c6(*models[name], cells, n_maps)
+        if found is None:
+            continue
+        c5, c6, proba = found
+        y = np.array([int(r["y"]) for r in rows])
+        arrays = {"rgb": cells, "c5": c5, "c6": c6, "labels": np.array([r["label"] for r in rows]).astype(str),
+                  "paths": np.array([r["path"] for r in rows]).astype(str), "probability": proba[np.arange(len(y)), y]}
+        return arrays, {"file": "feature_maps.npz", "arm": name, "n_cells": len(rows), "n_maps": int(c5.shape[1]),
+                        "classes": [r["label"] for r in rows]}
+    return None, {"reason": "no fold-1 model with C5/C6 blocks classified a validation cell correctly"}
+
+
 def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_points: int = 300,
                            force: bool = False) -> dict:
-    """Compute the Fig. 4 and Fig. 14 artefacts of a run folder (see module docstring).
+    """Compute the Fig. 4, 13 and 14 artefacts of a run folder (see module docstring).
 
     Returns the ``artefacts.json`` content. Arms whose fold-1 model is not trained are listed
     with the reason instead of failing.
@@ -156,7 +206,8 @@ def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_po
     previous = out / "artefacts.json"
     if not force and previous.exists():
         old = json.loads(previous.read_text())
-        if old.get("weights") == hashes and old.get("max_points") == max_points and old.get("cells_per_class") == cells_per_class:
+        if (old.get("weights") == hashes and old.get("max_points") == max_points and old.get("cells_per_class") == cells_per_class
+                and old.get("version") == ARTEFACTS_VERSION):
             return old
     rng = np.random.default_rng(0)
     labelled = folds[folds["label"].isin(classes)]
@@ -165,7 +216,7 @@ def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_po
     if len(points) > max_points:
         points = points.iloc[np.sort(rng.choice(len(points), size=max_points, replace=False))]
     images = np.stack([load_preprocessed(p, preprocess) for p in points["path"]]) if len(points) else None
-    info: dict = {"fold": 1, "weights": hashes, "max_points": max_points, "cells_per_class": cells_per_class,
+    info: dict = {"version": ARTEFACTS_VERSION, "fold": 1, "weights": hashes, "max_points": max_points, "cells_per_class": cells_per_class,
                   "dct": None, "features": {}, "skipped": {}}
     models = {}
     for arm in own:
@@ -186,6 +237,9 @@ def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_po
         info["dct"] = {"file": "dct_cells.npz", "arm": name, "model_has_dct_layer": has_dct, "n_cells": len(cells)}
     elif not sd_arms:
         info["dct_reason"] = "no arm has a stain-deconvolution layer"
+    maps, info["feature_maps"] = _feature_maps(run_dir, models, sd_arms, classes, preprocess)
+    if maps is not None:
+        atomic_write(out / "feature_maps.npz", lambda p: _savez(p, maps))
     for name, (model, model_input) in models.items():
         if images is None:
             break

@@ -214,6 +214,16 @@ def _vote(frame: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     return out
 
 
+def _collapsed(a: pd.DataFrame) -> list[int]:
+    """Fold models (0-based) that predicted one class for every scored cell although the cells hold
+    several classes: a model collapsed to one class (e.g. too few epochs, a learning rate too high)."""
+    out = []
+    for k, g in a.groupby("fold"):
+        if g["y"].nunique() > 1 and g["pred"].nunique() == 1:
+            out.append(int(k))
+    return out
+
+
 def _per_subject(frame: pd.DataFrame) -> list[dict]:
     rows = []
     for subject, g in frame.groupby("subject_id"):
@@ -253,6 +263,10 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
             info = json.loads((run_dir / "arms" / arm / f"fold_{k}" / "fold.json").read_text())
             entry["folds"][str(k)] = {"info": info, **{s: summarise(gs, classes, positive) for s, gs in g.groupby("set")}}
         val = a[a["set"] == "val"]
+        entry["collapsed"] = _collapsed(a)
+        if entry["collapsed"]:
+            logger.warning("%s: fold model(s) %s predicted one class for every cell they scored (collapsed)", arm,
+                           ", ".join(f"Model{k + 1}" for k in entry["collapsed"]))
         entry["pooled_val"] = summarise(val, classes, positive)
         entry["per_subject"]["val"] = _per_subject(val)
         voted_sets = {}
@@ -324,18 +338,43 @@ def _vote_sweep(gs: pd.DataFrame, classes: list[str], thetas: list[float]) -> li
     return rows
 
 
+def _guard_entry(g: pd.DataFrame, classes: list[str]) -> dict:
+    y, pred = g["y"].to_numpy(int), g["pred"].to_numpy(int)
+    cnn, _, _ = _cnn_and_svm(g, classes)
+    by_svm = (g["answered_by"] == "svm").to_numpy()
+    cnn_pred = cnn.argmax(1)
+    out = {"cnn_kept": _with_ci(int((pred[~by_svm] == y[~by_svm]).sum()), int((~by_svm).sum())),
+           "svm_answered": _with_ci(int((pred[by_svm] == y[by_svm]).sum()), int(by_svm.sum())),
+           "cnn_on_svm_cells": _with_ci(int((cnn_pred[by_svm] == y[by_svm]).sum()), int(by_svm.sum()))}
+    gain = out["svm_answered"]["k"] - out["cnn_on_svm_cells"]["k"]
+    out["svm_gain_cells"] = int(gain)  # > 0: the SVM got more of its cells right than the CNN would have
+    out["verdict"] = "no cell answered by the SVM" if not by_svm.any() else (
+        "the SVM helped" if gain > 0 else "the SVM hurt" if gain < 0 else "no difference")
+    return out
+
+
+def _svm_guard(gs: pd.DataFrame, classes: list[str]) -> dict:
+    """Did the auxiliary SVM help? Per fold model and pooled over them: the accuracy (Wilson CI) of
+    the CNN on the cells it kept, of the SVM on the cells it answered, and of the CNN on those
+    same cells (what theta = 0 would have given there)."""
+    out = {str(k): _guard_entry(g, classes) for k, g in gs.groupby("fold")}
+    out["pooled"] = _guard_entry(gs, classes)
+    return out
+
+
 def _aux_tables(a: pd.DataFrame, classes: list[str], infos: dict[int, dict]) -> dict:
     """Theta sweep (Table 5: the thetas of ``aux.sweep``, per fold model and majority vote), the
-    three rows of Table 6 (theta = 0: the CNN alone; the recipe's theta; theta = 1: the SVM alone)
-    and classifier contributions (Table 8) of an auxiliary-SVM arm."""
+    three rows of Table 6 (theta = 0: the CNN alone; the recipe's theta; theta = 1: the SVM alone),
+    classifier contributions (Table 8) and the SVM guard (:func:`_svm_guard`) of an auxiliary-SVM arm."""
     if "svm_pred" not in a.columns or not infos or "theta" not in next(iter(infos.values())):
         return {}
     first = next(iter(infos.values()))
     thetas = [float(t) for t in first.get("sweep", (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95))]
     table6_thetas = [0.0, float(first["theta"]), 1.0]
-    out: dict = {"theta_sweep": {}, "theta_sweep_vote": {}, "table6": {}, "contributions": {}}
+    out: dict = {"theta_sweep": {}, "theta_sweep_vote": {}, "table6": {}, "contributions": {}, "svm_guard": {}}
     for s, gs in a.groupby("set"):
         sweep, six = {}, {}
+        out["svm_guard"][s] = _svm_guard(gs, classes)
         for k, g in gs.groupby("fold"):
             cnn, svm_pred, _ = _cnn_and_svm(g, classes)
             y = g["y"].to_numpy(int)

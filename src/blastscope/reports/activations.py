@@ -1,4 +1,4 @@
-"""Report sections drawn from model activations saved in ``RUN/artefacts/`` (Figs. 4 and 14).
+"""Report sections drawn from model activations saved in ``RUN/artefacts/`` (Figs. 4, 13 and 14).
 
 The report never runs a model: :func:`blastscope.engine.artefacts.write_report_artefacts` (called
 by ``blastscope report`` before rendering) stores the arrays; when they are absent the report
@@ -12,7 +12,7 @@ from blastscope.reports import plots
 from blastscope.reports.markup import FigureWriter, note
 from blastscope.reports.run_data import RunData, read_csv
 
-__all__ = ["dct_section", "features_section"]
+__all__ = ["dct_section", "feature_maps_section", "features_section"]
 
 _MISSING = ("Model activations are not available (RUN/artefacts/ is missing or incomplete). "
             "`blastscope report RUN_DIR` computes them with the fold-1 models before rendering; "
@@ -40,6 +40,23 @@ def dct_section(data: RunData, fig: FigureWriter) -> str:
         frac = arrays["coefficient_fraction"][min(idx, len(curve) - 1)]
         k95.append(f"{label}: {frac:.2%}")
     out.append(note("Share of coefficients holding 95% of the DCT energy (smaller = sparser): " + "; ".join(k95)))
+    return "\n".join(out)
+
+
+def feature_maps_section(data: RunData, fig: FigureWriter) -> str:
+    out = ['<h2 id="maps">C5 and C6 feature maps (Fig. 13)</h2>']
+    info = (data.artefacts or {}).get("feature_maps") or {}
+    path = data.artefacts_dir / "feature_maps.npz"
+    if not info.get("file") or not path.exists():
+        return out[0] + note(f"Not available: {info['reason']}." if info.get("reason") else _MISSING, "warning")
+    with np.load(path, allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    labels = [str(v) for v in a["labels"]]
+    png = plots.feature_maps(a["rgb"], a["c5"], a["c6"], labels, a["probability"], data.class_names,
+                             f"{info['arm']} (fold-1 model): C5 and C6 maps of correctly classified validation cells")
+    out.append(fig(f"feature_maps_{info['arm']}", png,
+                   f"One correctly classified validation-fold cell per class ({', '.join(labels)}): the cell, then the "
+                   f"first {info['n_maps']} C5 and C6 feature maps (the model's probability of the true class beside it)"))
     return "\n".join(out)
 
 

@@ -189,3 +189,28 @@ def feature_projection(layers: dict[str, tuple[np.ndarray, Sequence[str]]], expl
         ax.legend(fontsize=7)
     fig.suptitle(title)
     return _png(fig)
+
+
+def feature_maps(rgb: np.ndarray, c5: np.ndarray, c6: np.ndarray, labels: Sequence[str], probability: Sequence[float],
+                 class_names: Sequence[str], title: str) -> bytes:
+    """Fig. 13: per cell (one per class) the RGB image, then its first C5 and C6 feature maps.
+
+    rgb (N, S, S, 3) uint8; c5, c6 (N, M, h, w) float; probability (N,) of the true class.
+    """
+    n, m = len(rgb), c5.shape[1]
+    fig = _figure(1.3 * (1 + 2 * m), 1.6 * n + 0.6)
+    axes = np.asarray(fig.subplots(n, 1 + 2 * m, squeeze=False))
+    for i in range(n):
+        c = list(class_names).index(labels[i]) if labels[i] in class_names else 0
+        panels = [(rgb[i], "cell", None)] + [(c5[i, j], f"C5 #{j + 1}", "viridis") for j in range(m)] + \
+                 [(c6[i, j], f"C6 #{j + 1}", "viridis") for j in range(m)]
+        for j, (img, name, cmap) in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(img, cmap=cmap)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=7)
+        axes[i, 0].set_ylabel(f"{labels[i]} (p={probability[i]:.2f})", color=_class_colour(c), fontsize=8)
+    fig.suptitle(title)
+    return _png(fig)

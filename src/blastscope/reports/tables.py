@@ -74,6 +74,23 @@ def _sweep_table(title: str, rows_by_model: dict[str, list[dict]], vote: list[di
     return table
 
 
+def _guard_table(arm: str, s: str, guard: dict, metrics: dict) -> Table:
+    where = val_title(metrics).split(":")[0] if s == "val" else f"held-out '{s}'"
+    table = Table(title=f"{arm}: did the SVM help? ({where}; accuracy, correct/cells [Wilson 95% CI])", title_justify="left")
+    table.add_column("model")
+    for col in ("CNN on cells it kept", "SVM on cells it answered", "CNN on those same cells", "verdict"):
+        table.add_column(col, justify="right" if col != "verdict" else "left")
+
+    def cell(m: dict) -> str:
+        return "-" if not m["n"] else f"{m['value']:.3f} {m['k']}/{m['n']} [{m['low']:.2f},{m['high']:.2f}]"
+
+    for key in sorted((k for k in guard if k != "pooled"), key=int) + ["pooled"]:
+        g = guard[key]
+        table.add_row("pooled" if key == "pooled" else f"Model{int(key) + 1}", cell(g["cnn_kept"]), cell(g["svm_answered"]),
+                      cell(g["cnn_on_svm_cells"]), g["verdict"])
+    return table
+
+
 def print_run_tables(metrics: dict, console: Console | None = None) -> None:
     console = console or Console()
     arms = metrics["arms"]
@@ -93,6 +110,11 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
         negative, positive = binary_names(metrics["class_names"], positive_set)
         console.print(f"Binary question: {positive} against {negative}; positive score = sum of the probabilities "
                       f"of {', '.join(positive_set)}. Per-class rows stay per class.")
+    for arm, entry in arms.items():
+        if entry.get("collapsed"):
+            models = ", ".join(f"Model{k + 1}" for k in entry["collapsed"])
+            console.print(f"[bold red]WARNING: {arm}: {models} predicted ONE class for every cell it scored (collapsed); "
+                          "its scores say nothing about the method: train longer or lower the learning rate.")
     n = metrics["n_folds"]
     sets = sorted({s for a in arms.values() for s in a["vote"]}) + ["val"]
     for s in sets:
@@ -131,6 +153,8 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
                 table.add_row(who.upper() if who != "total" else "total",
                               *[f"{per_fold[k][who]['correct']}/{per_fold[k][who]['answered']}" for k in sorted(per_fold, key=int)])
             console.print(table)
+        for s, guard in (entry.get("svm_guard") or {}).items():
+            console.print(_guard_table(arm, s, guard, metrics))
     from blastscope.reports.paper_tables import print_paper_tables
 
     print_paper_tables(metrics, console)  # LeukoNet Table 2 / LeukemiaNet Table 1 layouts for their recipes
