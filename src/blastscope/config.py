@@ -183,19 +183,31 @@ class AuxConfig:
 
     ``gamma="scale"`` is scikit-learn's heuristic 1 / (n_features * Var(X)) on the SVM's
     training features, for inputs other than the paper's (e.g. fewer spectral features).
+    ``"auto"`` for ``C``, ``gamma``, ``standardize`` or ``theta`` chooses them on training subjects
+    only (:mod:`blastscope.estimators.aux_search`); the chosen values are written to ``fold.json``.
     """
 
-    C: float = 10.0
+    C: float | str = 10.0
     gamma: float | str = 100.0
-    standardize: bool = False
-    theta: float = 0.9
+    standardize: bool | str = False
+    theta: float | str = 0.9
     sweep: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.theta <= 1.0:
-            raise ConfigError(f"aux.theta must be in [0, 1], got {self.theta}")
-        if not (self.gamma == "scale" or (isinstance(self.gamma, (int, float)) and self.gamma > 0)):
-            raise ConfigError(f"aux.gamma must be a positive number or 'scale', got {self.gamma!r}")
+        if not (self.theta == "auto" or (isinstance(self.theta, (int, float)) and not isinstance(self.theta, bool)
+                                         and 0.0 <= self.theta <= 1.0)):
+            raise ConfigError(f"aux.theta must be in [0, 1] or 'auto', got {self.theta!r}")
+        if not (self.gamma in ("scale", "auto") or (isinstance(self.gamma, (int, float)) and self.gamma > 0)):
+            raise ConfigError(f"aux.gamma must be a positive number, 'scale' or 'auto', got {self.gamma!r}")
+        if not (self.C == "auto" or (isinstance(self.C, (int, float)) and not isinstance(self.C, bool) and self.C > 0)):
+            raise ConfigError(f"aux.C must be a positive number or 'auto', got {self.C!r}")
+        if not (self.standardize == "auto" or isinstance(self.standardize, bool)):
+            raise ConfigError(f"aux.standardize must be true, false or 'auto', got {self.standardize!r}")
+
+    @property
+    def searched(self) -> bool:
+        """Whether any SVM setting is chosen by the inner search (``auto``)."""
+        return "auto" in (self.C, self.gamma, self.standardize)
 
 
 @dataclass(frozen=True)

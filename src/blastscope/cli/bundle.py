@@ -119,7 +119,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     spec = predictor.bundle.spec
     atomic_write_json(out.with_suffix(".json"), {
         "bundle": {"path": str(bundle), "recipe": spec.get("recipe"), "arm": spec["arm"], "model": spec["model"]["id"],
-                   "class_names": spec["class_names"], "positive": positive, "theta": predictor.theta,
+                   "class_names": spec["class_names"], "positive": positive, "theta": predictor.theta, "fold_thetas": predictor.thetas,
                    "folds": len(spec["folds"]), "evaluation": spec.get("evaluation"), "model_card": spec.get("model_card")},
         "settings": {"backend": backend, "review_below": review_below, "threshold": threshold, "batch_size": batch_size},
         "cells": _records(cells), "subjects": _records(subjects),

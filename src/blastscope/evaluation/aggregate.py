@@ -306,7 +306,7 @@ def _cnn_and_svm(g: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.nd
     return cnn, svm.to_numpy(int).astype(np.int64), svm_p
 
 
-def _vote_sweep(gs: pd.DataFrame, classes: list[str], thetas: list[float]) -> list[dict] | None:
+def _vote_sweep(gs: pd.DataFrame, classes: list[str], thetas: list[float | dict]) -> list[dict] | None:
     """Majority vote of the fold models at each theta (SDCT eqs. 4-5, then eq. 11; ties by the mean
     probability of whichever classifier answered), in :func:`theta_sweep`'s row layout."""
     from sklearn.metrics import balanced_accuracy_score, f1_score
@@ -317,20 +317,21 @@ def _vote_sweep(gs: pd.DataFrame, classes: list[str], thetas: list[float]) -> li
     index = next(iter(wide.values())).index
     if any(not w.index.equals(index) for w in wide.values()):
         return None
-    parts = [_cnn_and_svm(w, classes) for w in wide.values()]
+    parts = [(f, *_cnn_and_svm(w, classes)) for f, w in wide.items()]
     y = next(iter(wide.values()))["y"].to_numpy(int)
     labels = list(range(len(classes)))
     rows = []
-    for theta in thetas:
+    for theta in thetas:  # a dict maps each fold to its own theta (chosen per fold with aux.theta: auto)
         preds, probs, shares = [], [], []
-        for cnn, svm_pred, svm_p in parts:
-            pred, source = theta_combine(cnn, svm_pred, theta)
+        for f, cnn, svm_pred, svm_p in parts:
+            pred, source = theta_combine(cnn, svm_pred, theta[f] if isinstance(theta, dict) else theta)
             preds.append(pred)
             probs.append(np.where((source == "svm")[:, None], svm_p, cnn))
             shares.append(source == "svm")
         vote, _ = majority_vote(np.stack(preds), np.stack(probs))
         f1 = f1_score(y, vote, labels=labels, average=None, zero_division=0.0)
-        row = {"theta": float(theta), "weighted_f1": float(f1_score(y, vote, labels=labels, average="weighted", zero_division=0.0)),
+        shown = float(np.mean(list(theta.values()))) if isinstance(theta, dict) else float(theta)
+        row = {"theta": shown, "weighted_f1": float(f1_score(y, vote, labels=labels, average="weighted", zero_division=0.0)),
                "balanced_accuracy": float(balanced_accuracy_score(y, vote))}
         row.update({f"f1_{c}": float(f1[i]) for i, c in enumerate(classes)})
         row["svm_share"] = float(np.mean(shares))
@@ -370,7 +371,7 @@ def _aux_tables(a: pd.DataFrame, classes: list[str], infos: dict[int, dict]) -> 
         return {}
     first = next(iter(infos.values()))
     thetas = [float(t) for t in first.get("sweep", (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95))]
-    table6_thetas = [0.0, float(first["theta"]), 1.0]
+    own = {k: float(i["theta"]) for k, i in infos.items()}  # each fold's theta (the recipe's, or chosen per fold)
     out: dict = {"theta_sweep": {}, "theta_sweep_vote": {}, "table6": {}, "contributions": {}, "svm_guard": {}}
     for s, gs in a.groupby("set"):
         sweep, six = {}, {}
@@ -379,14 +380,14 @@ def _aux_tables(a: pd.DataFrame, classes: list[str], infos: dict[int, dict]) -> 
             cnn, svm_pred, _ = _cnn_and_svm(g, classes)
             y = g["y"].to_numpy(int)
             sweep[str(k)] = theta_sweep(cnn, svm_pred, y, thetas=thetas, class_names=classes)
-            six[str(k)] = theta_sweep(cnn, svm_pred, y, thetas=table6_thetas, class_names=classes)
+            six[str(k)] = theta_sweep(cnn, svm_pred, y, thetas=[0.0, own[int(k)], 1.0], class_names=classes)
             correct = (g["pred"] == g["y"]).to_numpy()
             out["contributions"].setdefault(s, {})[str(k)] = contribution_counts(g["answered_by"].to_numpy(), correct)
         out["theta_sweep"][s] = sweep
         out["table6"][s] = {"folds": six}
         if s != "val":
             out["theta_sweep_vote"][s] = _vote_sweep(gs, classes, thetas)
-            out["table6"][s]["vote"] = _vote_sweep(gs, classes, table6_thetas)
+            out["table6"][s]["vote"] = _vote_sweep(gs, classes, [0.0, own, 1.0])
     return out
 
 

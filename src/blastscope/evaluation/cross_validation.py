@@ -367,13 +367,25 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     correct = logp.argmax(1) == plan.y[train_rows]
     info: dict = {"svm_train_cells": int(correct.sum()), "cnn_train_accuracy": float(correct.mean())}
     X = feats[correct]
-    gamma = aux.gamma
+    C, gamma, standardize = aux.C, aux.gamma, aux.standardize
+    if aux.searched and len(X):
+        from blastscope.estimators.aux_search import search_svm
+
+        groups = plan.index["subject_id"].to_numpy()[train_rows][correct] if not plan.image_level else \
+            plan.index["path"].to_numpy()[train_rows][correct]
+        chosen = search_svm(X, plan.y[train_rows][correct], groups, C=C, gamma=gamma, standardize=standardize,
+                            seed=plan.config.train.seed + k)
+        C, gamma, standardize = chosen["C"], chosen["gamma"], chosen["standardize"]
+        info["svm_search"] = chosen
+    elif aux.searched:  # nothing to search on; the SVM fit below falls back
+        C, gamma, standardize = (10.0 if C == "auto" else C), (100.0 if gamma == "auto" else gamma), \
+            (False if standardize == "auto" else standardize)
     if gamma == "scale":
-        scale_var = 1.0 if aux.standardize else float(X.var())  # standardised features have variance 1
+        scale_var = 1.0 if standardize else float(X.var())  # standardised features have variance 1
         gamma = 1.0 / (X.shape[1] * scale_var) if len(X) and scale_var > 0 else 1.0
-    info["svm_gamma"] = float(gamma)
+    info.update(svm_C=float(C), svm_gamma=float(gamma), svm_standardize=bool(standardize))
     info.update(_rows_info(plan, rows))
-    svm: SpectralSVM | None = SpectralSVM(C=aux.C, gamma=float(gamma), standardize=aux.standardize)
+    svm: SpectralSVM | None = SpectralSVM(C=float(C), gamma=float(gamma), standardize=bool(standardize))
     try:
         svm.fit(X, plan.y[train_rows][correct])
     except ValueError as e:
@@ -398,6 +410,17 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
             outputs[name] = (r, lp, svm.predict(f).astype(np.int64), svm.predict_proba(f))
         else:
             outputs[name] = (r, lp, None, None)
+    info["theta"] = aux.theta
+    if aux.theta == "auto":
+        from blastscope.estimators.aux_search import choose_theta
+
+        # Table 5's sweep on the selection cells (training subjects); the paper's 0.9 without an SVM
+        select = outputs["select" if rows.inner else "val"]
+        if select[2] is not None:
+            found = choose_theta(np.exp(select[1]), select[2], plan.y[rows.select], aux.sweep)
+            info["theta"], info["theta_search"] = found["theta"], {"weighted_f1": found["weighted_f1"], "on": "select" if rows.inner else "val"}
+        else:
+            info["theta"] = 0.9
     return outputs, info
 
 
@@ -442,7 +465,7 @@ def _evaluate_aux(plan: CVPlan, run_dir: Path, arm: ArmConfig, k: int, arm_dir: 
         if svm_pred is None:  # no SVM in this fold: the CNN answers every cell (theta = 0)
             frame["svm_pred"] = pd.array([pd.NA] * len(frame), dtype="Int64")
         else:
-            pred, source = theta_combine(cnn_proba, svm_pred, arm.aux.theta)
+            pred, source = theta_combine(cnn_proba, svm_pred, info["theta"])
             by_svm = source == "svm"
             proba = np.where(by_svm[:, None], svm_proba, cnn_proba)  # the score of the classifier that answered
             frame["pred"], frame["answered_by"], frame["svm_pred"] = pred, source, svm_pred
@@ -450,7 +473,6 @@ def _evaluate_aux(plan: CVPlan, run_dir: Path, arm: ArmConfig, k: int, arm_dir: 
                 frame[f"p_{c}"] = proba[:, i]
                 frame[f"svm_p_{c}"] = svm_proba[:, i]
         frames.append(frame)
-    info["theta"] = arm.aux.theta
     info["sweep"] = list(arm.aux.sweep)
     _write_fold(arm, k, arm_dir, frames, info)
 

@@ -78,7 +78,21 @@ class Bundle:
 
     @property
     def theta(self) -> float | None:
-        return self.spec.get("theta")
+        """The recipe's theta (None for an arm without SVM, or when the folds chose their own)."""
+        theta = self.spec.get("theta")
+        return float(theta) if isinstance(theta, (int, float)) and not isinstance(theta, bool) else None
+
+    @property
+    def fold_thetas(self) -> list[float | None]:
+        """One theta per fold model: ``fold_thetas`` of bundle.json (chosen per fold on training subjects
+        with ``aux.theta: auto``), else the recipe's theta for every fold."""
+        thetas = self.spec.get("fold_thetas")
+        if isinstance(thetas, list) and len(thetas) == len(self.folds):
+            bad = [t for t in thetas if not (isinstance(t, (int, float)) and 0.0 <= float(t) <= 1.0)]
+            if bad:
+                raise BundleError(f"{self.path / BUNDLE_FILE}: fold_thetas must be numbers in [0, 1], got {bad}")
+            return [float(t) for t in thetas]
+        return [self.theta] * len(self.folds)
 
     @property
     def preprocess(self) -> Preprocess:

@@ -93,6 +93,12 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
             files["onnx"] = f"model_fold{n}.onnx"
         folds.append(FoldFiles(**files))
     meta = _metadata(run, config, arm_cfg, spec, folds, onnx)
+    if arm_cfg.aux is not None:  # the theta each fold model uses (chosen per fold with aux.theta: auto)
+        infos = [json.loads((run_dir / "arms" / arm_cfg.name / f"fold_{k}" / "fold.json").read_text())
+                 for k in range(int(run["n_folds"]))]
+        meta["fold_thetas"] = [i.get("theta", arm_cfg.aux.theta) for i in infos]
+        meta["fold_svm"] = [{key: i.get(key) for key in ("svm_C", "svm_gamma", "svm_standardize", "svm_search", "theta_search",
+                                                         "platt_a", "aux_fallback")} for i in infos]
     meta["model_card"] = model_card(run_dir, arm_cfg.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))

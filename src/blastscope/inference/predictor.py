@@ -92,6 +92,7 @@ class Predictor:
         self.backend = backend
         self.batch_size = int(batch_size)
         self.theta = self.bundle.theta if theta is None else float(theta)
+        self.thetas = self.bundle.fold_thetas if theta is None else [float(theta)] * len(self.bundle.folds)
         self.progress = progress
         self.preprocess = self.bundle.preprocess
         self._models = self.bundle.torch_models() if backend == "torch" else self.bundle.onnx_models()
@@ -124,8 +125,8 @@ class Predictor:
             cnn_proba = np.exp(logp.astype(np.float64))
             cnn_proba /= cnn_proba.sum(axis=1, keepdims=True)
             proba = cnn_proba
-            if svm is not None and self.theta is not None:
-                pred, source = theta_combine(cnn_proba, svm.predict(feats).astype(np.int64), self.theta)
+            if svm is not None and self.thetas[i] is not None:
+                pred, source = theta_combine(cnn_proba, svm.predict(feats).astype(np.int64), self.thetas[i])
                 proba = np.where((source == "svm")[:, None], svm.predict_proba(feats), cnn_proba)
             else:
                 pred, source = cnn_proba.argmax(axis=1), np.full(len(images), "cnn")

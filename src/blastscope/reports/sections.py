@@ -196,6 +196,12 @@ def folds_section(data: RunData) -> str:
             where = {"inner": "inner (training subjects)", "fold": "validation fold (optimistic)"}.get(info.get("selection"), "")
             if info.get("platt_a") is not None:
                 svm += f", Platt slope {info['platt_a']:.3g}"
+            if info.get("svm_search"):
+                c = info["svm_search"]
+                cv = f", inner CV BAC {c['cv_balanced_accuracy']:.3f}" if c.get("cv_balanced_accuracy") is not None else ""
+                svm += f"; chosen C {c['C']:g}, gamma {c['gamma']:.3g}, standardize {c['standardize']}{cv}"
+            if info.get("theta_search"):
+                svm += f"; theta chosen on selection cells (WF1 {info['theta_search']['weighted_f1']:.3f})"
             rows.append([arm, f"Model{k + 1}", info.get("best_epoch", ""), f"{acc:.3f}" if isinstance(acc, float) else "",
                          f"{info['train_seconds']:.0f}" if "train_seconds" in info else "", info.get("n_train", ""),
                          info.get("n_select", ""), where, info.get("n_val", ""),
