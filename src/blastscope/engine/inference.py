@@ -32,11 +32,11 @@ def predict_arrays(model: nn.Module, images: np.ndarray, batch_size: int = 64, s
 
 def _predict(model: nn.Module, images: np.ndarray, batch_size: int, spectral: bool, progress: ProgressFactory,
              desc: str, input_fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[np.ndarray, np.ndarray | None]:
-    from blastscope.layers.spectral_average import SpectralAverage
+    from blastscope.layers.spectral_average import SpectralAverage, spectral_mode
 
     was_training = model.training
     model.eval()
-    averager = SpectralAverage()
+    averager = SpectralAverage(spectral_mode(model))
     logps, feats = [], []
     with progress(total=len(images), desc=desc, leave=False) as bar:
         for start in range(0, len(images), batch_size):

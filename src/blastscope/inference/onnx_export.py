@@ -36,7 +36,7 @@ def _wrapper(model, model_input: Callable | None, spectral: bool):
     import torch
     from torch import nn
 
-    from blastscope.layers.spectral_average import SpectralAverage
+    from blastscope.layers.spectral_average import SpectralAverage, spectral_mode
 
     class _Exported(nn.Module):
         """uint8 images (or the model input's output) -> (log-probabilities, spectral features)."""
@@ -44,7 +44,7 @@ def _wrapper(model, model_input: Callable | None, spectral: bool):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
-            self.average = SpectralAverage()
+            self.average = SpectralAverage(spectral_mode(model))
 
         def forward(self, x: torch.Tensor):
             maps = self.model.forward_features(model_input(x) if model_input is not None else x)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from blastscope.layers.activations import ActivationName
 from blastscope.layers.dct import DCT2d, DCTOutput
+from blastscope.layers.spectral_average import SpectralMode
 from blastscope.layers.stain_deconvolution import StainDeconvolution
 from blastscope.models._registry import register_model
 from blastscope.models.base_network import BasicNetwork, InitName
@@ -88,6 +89,7 @@ def sdct_net(
     dct_output: DCTOutput = "log_abs",
     activation: ActivationName = "relu",
     init: InitName = "fan_in",
+    spectral: SpectralMode = "paper",
 ) -> nn.Module:
     """SDCT-Net: SD layer (with tanh) -> per-channel 2-D DCT + log -> base network.
 
@@ -95,10 +97,16 @@ def sdct_net(
     released code runs the signed ``sign(DCT) * log10(1 + |DCT|)``: ``dct_output="signed_log"``
     (recipe ``sdct_auxnet_code``). The DCT matrices are built lazily for the input size
     (350 x 350 in the paper). ``stain_matrix`` and ``init``: as for :func:`sd_net` and
-    :class:`~blastscope.models.base_network.BasicNetwork`.
+    :class:`~blastscope.models.base_network.BasicNetwork`. ``spectral``: the spectral averaging
+    the auxiliary SVM reads (``model.spectral_mode``; "released" = the released code's
+    channel-mixing reshape, :class:`~blastscope.layers.spectral_average.SpectralAverage`).
     """
     front = nn.Sequential(
         StainDeconvolution(stain_matrix=stain_matrix, trainable=True, tanh=True),
         DCT2d(size=None, output=dct_output),
     )
-    return FrontEndNet(front, BasicNetwork(3, num_classes, activation=activation, init=init))
+    model = FrontEndNet(front, BasicNetwork(3, num_classes, activation=activation, init=init))
+    if spectral not in ("paper", "released"):
+        raise ValueError(f"spectral must be 'paper' or 'released', got spectral={spectral!r}")
+    model.spectral_mode = spectral
+    return model
