@@ -46,7 +46,7 @@ def test_skip_invalid_trains_on_the_rest_and_records_the_skipped_files(damaged, 
     assert json.loads((run / "run.json").read_text())["skipped"] == 2
     folds = pd.read_csv(run / "folds.csv")
     assert not set(folds["path"]) & set(bad)
-    preds = pd.read_csv(run / "arms" / "sd_net" / "fold_0" / "predictions.csv")
+    preds = pd.read_csv(run / "arms" / "sd_net" / "fold_1" / "predictions.csv")
     assert not set(preds["path"]) & set(bad) and len(preds) > 0
 
 

@@ -53,4 +53,4 @@ def test_skip_invalid_records_bad_names_with_unreadable_files(misnamed, tmp_path
     assert "empty file" in reasons[empty]
     assert json.loads((run / "run.json").read_text())["skipped"] == 3
     assert not set(pd.read_csv(run / "folds.csv")["path"]) & set(reasons)
-    assert len(pd.read_csv(run / "arms" / "sd_net" / "fold_0" / "predictions.csv")) > 0
+    assert len(pd.read_csv(run / "arms" / "sd_net" / "fold_1" / "predictions.csv")) > 0

@@ -31,7 +31,7 @@ def test_fusion_arm_spec_builds_the_whole_model():
 def test_load_fold_model_has_the_runs_weights(tiny_run):
     config = read_config(tiny_run / "config.yaml")
     model, model_input = load_fold_model(tiny_run, config, "sdct_auxnet", 2)
-    stored = load_file(str(tiny_run / "arms" / "sdct_net" / "fold_2" / "best.safetensors"))
+    stored = load_file(str(tiny_run / "arms" / "sdct_net" / "fold_3" / "best.safetensors"))
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in stored.items()) and not model.training
     assert model_input(torch.zeros(1, 8, 8, 3, dtype=torch.uint8)).shape == (1, 3, 8, 8)

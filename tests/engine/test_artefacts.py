@@ -30,7 +30,7 @@ def test_dct_cells_match_an_independent_computation(run):
     assert sorted(a["labels"].tolist()) == ["all", "all", "hem", "hem"]  # two training cells per class
     folds = pd.read_csv(run / "folds.csv", keep_default_na=False).set_index("path")
     assert (folds.loc[a["paths"], "fold"] > 0).all()  # training cells of the fold-1 model
-    weight = load_file(str(run / "arms" / "sdct_net" / "fold_0" / "best.safetensors"))["front.0.conv.weight"][:, :, 0, 0]
+    weight = load_file(str(run / "arms" / "sdct_net" / "fold_1" / "best.safetensors"))["front.0.conv.weight"][:, :, 0, 0]
     rgb = a["rgb"].astype(np.float64) / 255.0
     od = -np.log10(np.where(rgb == 0, 1.0, np.maximum(rgb, 1e-6)))
     sd = np.tanh(np.einsum("oc,nhwc->nohw", weight.astype(np.float64), od))
@@ -91,8 +91,8 @@ def test_fig13_feature_maps_are_the_c5_c6_outputs_of_correct_cells(run):
     with np.load(run / "artefacts" / "feature_maps.npz", allow_pickle=False) as z:
         a = {k: z[k] for k in z.files}
     assert info["arm"] == "sdct_net" and len(set(a["labels"].tolist())) == len(a["labels"]) == info["n_cells"]
-    preds = pd.read_csv(run / "arms" / info["arm"] / "fold_0" / "predictions.csv", keep_default_na=False)
-    chosen = preds[preds["path"].isin(a["paths"].tolist()) & (preds["set"] == "val")]
+    preds = pd.read_csv(run / "arms" / info["arm"] / "fold_1" / "predictions.csv", keep_default_na=False)
+    chosen = preds[preds["path"].isin(a["paths"].tolist()) & (preds["set"] == "oof")]
     assert len(chosen) == len(a["paths"]) and (chosen["pred"] == chosen["y"]).all()
     model, model_input = load_fold_model(run, read_config(run / "config.yaml"), info["arm"], 0)
     model.eval()

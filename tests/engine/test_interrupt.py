@@ -113,11 +113,11 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tiny_synthetic, tmp_pat
     ref_proc = _start([sys.executable, "-m", "blastscope", *_cv_args(tiny_synthetic, reference)], tmp_path / "reference.log")
 
     log = tmp_path / "interrupted.log"
-    fold_0 = interrupted / "arms/sd_net/fold_0"
-    _die_while_writing(tiny_synthetic, interrupted, "fold_0", "best", log)  # epoch 1 always writes best weights
-    assert not (fold_0 / "best.safetensors").exists() and not (fold_0 / "state.json").exists()
-    _die_while_writing(tiny_synthetic, interrupted, "fold_0", "state-0001", log)
-    state = json.loads((fold_0 / "state.json").read_text())
+    fold_1 = interrupted / "arms/sd_net/fold_1"
+    _die_while_writing(tiny_synthetic, interrupted, "fold_1", "best", log)  # epoch 1 always writes best weights
+    assert not (fold_1 / "best.safetensors").exists() and not (fold_1 / "state.json").exists()
+    _die_while_writing(tiny_synthetic, interrupted, "fold_1", "state-0001", log)
+    state = json.loads((fold_1 / "state.json").read_text())
     assert state["tensors"] == "state-0000.safetensors"  # the half-written epoch-2 state was never committed
     kills = _run_with_random_kills(tiny_synthetic, interrupted, log, np.random.default_rng(20240909))
     assert kills >= 1

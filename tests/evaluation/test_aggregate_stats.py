@@ -15,7 +15,7 @@ from blastscope.evaluation.aggregate import aggregate_run, summarise
 TARGET = 0.9
 
 
-def _frame(y: np.ndarray, proba: np.ndarray, classes: list[str], set_name: str = "val", paths=None) -> pd.DataFrame:
+def _frame(y: np.ndarray, proba: np.ndarray, classes: list[str], set_name: str = "oof", paths=None) -> pd.DataFrame:
     frame = pd.DataFrame({
         "set": set_name,
         "path": paths if paths is not None else [f"{set_name}/{i}.bmp" for i in range(len(y))],
@@ -44,7 +44,7 @@ def _write_run(root: Path, classes: list[str], positive: str, folds: dict[int, p
         "recipe": "spike_resnet", "paper": "", "class_names": classes, "positive": positive, "grouping": "subject",
         "fold_mode": "subject", "image_level": False, "n_folds": len(folds), "arms": ["spike_resnet"]}))
     for k, frame in folds.items():
-        d = root / "arms" / "spike_resnet" / f"fold_{k}"
+        d = root / "arms" / "spike_resnet" / f"fold_{k + 1}"
         d.mkdir(parents=True)
         frame = frame.copy()
         frame.insert(0, "fold", k)
@@ -106,7 +106,7 @@ def test_absent_class_has_no_auc() -> None:
 
 
 def test_operating_point_chosen_on_val_applied_unchanged_to_held_out(tmp_path) -> None:
-    """Invariant: each fold's threshold is a function of its own 'val' predictions only and is applied
+    """Invariant: each fold's threshold is a function of its own 'oof' predictions only and is applied
     unchanged to its held-out predictions; the vote thresholds the mean probability at the threshold
     of the pooled out-of-fold predictions. Held-out scores are shrunk so the held-out sensitivity
     falls BELOW the target: a threshold re-chosen on held-out data would reach it."""
@@ -123,7 +123,7 @@ def test_operating_point_chosen_on_val_applied_unchanged_to_held_out(tmp_path) -
         test_p[:, 1] *= 0.6  # held-out probabilities of 'all' are systematically lower
         test_p[:, 0] = 1 - test_p[:, 1]
         val_paths = [f"val{k}/{i}.bmp" for i in range(30)]
-        folds[k] = pd.concat([_frame(val_y, val_p, classes, "val", val_paths), _frame(test_y, test_p, classes, "test", test_paths)],
+        folds[k] = pd.concat([_frame(val_y, val_p, classes, "oof", val_paths), _frame(test_y, test_p, classes, "test", test_paths)],
                              ignore_index=True)
         t = _loop_threshold(val_y == 1, val_p[:, 1], TARGET)
         expected[k] = (t, _counts(test_y == 1, test_p[:, 1] >= t), test_p[:, 1])
@@ -136,10 +136,10 @@ def test_operating_point_chosen_on_val_applied_unchanged_to_held_out(tmp_path) -
         pc = fold["test"]["per_class"]["all"]
         assert {key: pc[key] for key in counts} == counts
         assert fold["test"]["sensitivity_ci"]["value"] == pytest.approx(counts["tp"] / (counts["tp"] + counts["fn"]))
-        assert fold["val"]["per_class"]["all"]["sensitivity"] >= TARGET  # chosen there
+        assert fold["oof"]["per_class"]["all"]["sensitivity"] >= TARGET  # chosen there
     assert min(op["folds"][str(k)]["test"]["per_class"]["all"]["sensitivity"] for k in expected) < TARGET
     # the vote: one threshold from the pooled out-of-fold predictions, applied to the mean probability
-    pooled = pd.concat([f[f["set"] == "val"] for f in folds.values()])
+    pooled = pd.concat([f[f["set"] == "oof"] for f in folds.values()])
     t_vote = _loop_threshold(pooled["y"].to_numpy() == 1, pooled["p_all"].to_numpy(), TARGET)
     assert op["vote_threshold"] == pytest.approx(t_vote)
     assert op["mean_fold_threshold"] == pytest.approx(np.mean([e[0] for e in expected.values()]))
@@ -163,7 +163,7 @@ def test_multiclass_operating_point_is_positive_against_rest(tmp_path) -> None:
         y = rng.integers(0, 4, size=40)
         y[:2] = 1
         p = _proba(y, 4, rng)
-        folds[k] = _frame(y, p, classes, "val", [f"v{k}/{i}" for i in range(40)])
+        folds[k] = _frame(y, p, classes, "oof", [f"v{k}/{i}" for i in range(40)])
         thresholds[k] = (_loop_threshold(y == 1, p[:, 1], TARGET), y == 1, p[:, 1])
     metrics = aggregate_run(_write_run(tmp_path / "run", classes, positive, folds), sensitivity_target=TARGET)
     op = metrics["arms"]["spike_resnet"]["operating_point"]
@@ -173,6 +173,6 @@ def test_multiclass_operating_point_is_positive_against_rest(tmp_path) -> None:
     for k, (t, is_pos, s) in thresholds.items():
         assert op["folds"][str(k)]["threshold"] == pytest.approx(t)
         tp, fp = tp + int(((s >= t) & is_pos).sum()), fp + int(((s >= t) & ~is_pos).sum())
-    pooled = op["pooled_val"]["per_class"]["early_malignant"]
+    pooled = op["pooled_oof"]["per_class"]["early_malignant"]
     assert (pooled["tp"], pooled["fp"]) == (tp, fp)
     assert pooled["support"] == sum(int(v[1].sum()) for v in thresholds.values())

@@ -38,7 +38,7 @@ def auto_run(tiny_synthetic, tmp_path_factory):
 def test_choices_read_training_subjects_only_and_are_recorded(auto_run):
     run, plan, calls = auto_run
     subjects = plan.index["subject_id"].to_numpy()
-    fitted = [k for k in range(3) if not json.loads((run / f"arms/sdct_auxnet/fold_{k}/fold.json").read_text())["aux_fallback"]]
+    fitted = [k for k in range(3) if not json.loads((run / f"arms/sdct_auxnet/fold_{k + 1}/fold.json").read_text())["aux_fallback"]]
     assert fitted, "no fold fitted its SVM"
     assert len(calls["search"]) == 3
     for k, groups in enumerate(calls["search"]):
@@ -47,10 +47,10 @@ def test_choices_read_training_subjects_only_and_are_recorded(auto_run):
         assert not set(groups) & set(subjects[rows.scored]) and not set(groups) & set(subjects[rows.select])
     assert sorted(calls["theta"]) == sorted(len(fold_rows(plan, k).select) for k in fitted)  # theta on selection cells
     for k in fitted:
-        info = json.loads((run / f"arms/sdct_auxnet/fold_{k}/fold.json").read_text())
+        info = json.loads((run / f"arms/sdct_auxnet/fold_{k + 1}/fold.json").read_text())
         assert info["svm_C"] == info["svm_search"]["C"] and info["svm_gamma"] == pytest.approx(info["svm_search"]["gamma"])
         assert 0.0 <= info["theta"] <= 1.0 and info["theta_search"]["on"] == "select"
-        preds = pd.read_csv(run / f"arms/sdct_auxnet/fold_{k}/predictions.csv", keep_default_na=False)
+        preds = pd.read_csv(run / f"arms/sdct_auxnet/fold_{k + 1}/predictions.csv", keep_default_na=False)
         cnn_top = preds[["cnn_p_hem", "cnn_p_all"]].astype(float).max(axis=1)
         assert ((preds["answered_by"] == "cnn") == (cnn_top > info["theta"])).all()  # the chosen theta is applied
 
@@ -63,7 +63,7 @@ def test_bundle_carries_the_per_fold_choices_and_reproduces_the_vote(auto_run, t
     run, plan, _ = auto_run
     bundle = export_bundle(run, tmp_path / "bundle")
     meta = json.loads((bundle / "bundle.json").read_text())
-    infos = [json.loads((run / f"arms/sdct_auxnet/fold_{k}/fold.json").read_text()) for k in range(3)]
+    infos = [json.loads((run / f"arms/sdct_auxnet/fold_{k + 1}/fold.json").read_text()) for k in range(3)]
     assert meta["fold_thetas"] == [i["theta"] for i in infos]
     assert [f["svm_C"] for f in meta["fold_svm"]] == [i["svm_C"] for i in infos]
     predictor = Predictor(bundle)

@@ -38,10 +38,10 @@ def test_run_folder_files(quick_run):
         assert (quick_run / name).exists(), name
     for arm in ("sd_net", "sdct_net", "sdct_auxnet"):
         for k in range(3):
-            d = quick_run / "arms" / arm / f"fold_{k}"
+            d = quick_run / "arms" / arm / f"fold_{k + 1}"
             assert (d / "fold.json").exists() and (d / "predictions.csv").exists()
-    assert (quick_run / "arms/sdct_net/fold_0/best.safetensors").exists()
-    assert (quick_run / "arms/sdct_net/fold_0/history.csv").read_text().startswith("epoch,lr,train_loss")
+    assert (quick_run / "arms/sdct_net/fold_1/best.safetensors").exists()
+    assert (quick_run / "arms/sdct_net/fold_1/history.csv").read_text().startswith("epoch,lr,train_loss")
 
 
 def test_no_subject_in_two_folds_and_held_out_disjoint(quick_run):
@@ -49,7 +49,7 @@ def test_no_subject_in_two_folds_and_held_out_disjoint(quick_run):
     train = folds[folds.fold != "-1"]
     assert (train.groupby("subject_id")["fold"].nunique() == 1).all()
     assert not set(train.subject_id) & set(folds[folds.fold == "-1"].subject_id)
-    val = _preds(quick_run, "sdct_net").query("set == 'val'")
+    val = _preds(quick_run, "sdct_net").query("set == 'oof'")
     assert sorted(val.path) == sorted(train.path)  # every training cell predicted once out of fold
 
 
@@ -85,12 +85,12 @@ def test_svm_sees_only_correctly_classified_training_cells(quick_run):
     from blastscope.estimators.svm_head import SpectralSVM
 
     for k in range(3):
-        info = json.loads((quick_run / f"arms/sdct_auxnet/fold_{k}/fold.json").read_text())
+        info = json.loads((quick_run / f"arms/sdct_auxnet/fold_{k + 1}/fold.json").read_text())
         if info["aux_fallback"]:
             continue
-        n_train = json.loads((quick_run / f"arms/sdct_net/fold_{k}/fold.json").read_text())["n_train"]
+        n_train = json.loads((quick_run / f"arms/sdct_net/fold_{k + 1}/fold.json").read_text())["n_train"]
         assert info["svm_train_cells"] == round(info["cnn_train_accuracy"] * n_train)
-        svm = SpectralSVM.from_arrays(load_file(str(quick_run / f"arms/sdct_auxnet/fold_{k}/svm.safetensors")))
+        svm = SpectralSVM.from_arrays(load_file(str(quick_run / f"arms/sdct_auxnet/fold_{k + 1}/svm.safetensors")))
         assert svm.arrays_["support_vectors"].shape[0] <= info["svm_train_cells"]
 
 

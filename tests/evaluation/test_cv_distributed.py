@@ -103,12 +103,12 @@ def test_only_rank_zero_evaluates_and_writes(ddp_run):
     committed = pd.Series(zero["committed"]).value_counts()
     assert committed.get(os.path.realpath(run / "run.json")) == 2  # created, then its provenance gets the end time
     once = [run / name for name in ("config.yaml", "folds.csv", "index.csv", "skipped.csv", "metrics.json")]
-    svms = [run / "arms" / "aux" / f"fold_{k}" / "svm.safetensors" for k in range(2)
-            if not json.loads((run / "arms" / "aux" / f"fold_{k}" / "fold.json").read_text())["aux_fallback"]]
+    svms = [run / "arms" / "aux" / f"fold_{k + 1}" / "svm.safetensors" for k in range(2)
+            if not json.loads((run / "arms" / "aux" / f"fold_{k + 1}" / "fold.json").read_text())["aux_fallback"]]
     assert svms, "no fold fitted its SVM: the test would not see svm.safetensors written"
     for k in range(2):
-        once += [run / "arms" / arm / f"fold_{k}" / name for arm in ("cnn", "aux") for name in ("predictions.csv", "fold.json")]
-        once += [run / "arms" / "cnn" / f"fold_{k}" / name for name in ("best.safetensors", "history.csv", "fit.json")]
+        once += [run / "arms" / arm / f"fold_{k + 1}" / name for arm in ("cnn", "aux") for name in ("predictions.csv", "fold.json")]
+        once += [run / "arms" / "cnn" / f"fold_{k + 1}" / name for name in ("best.safetensors", "history.csv", "fit.json")]
     for path in once + svms:
         assert committed.get(os.path.realpath(path)) == 1 or path.name in ("best.safetensors", "history.csv") \
             and committed.get(os.path.realpath(path), 0) >= 1, path
@@ -127,8 +127,8 @@ def test_predictions_match_one_process(ddp_run, tiny_synthetic, tmp_path):
     run_cv(resolve_config("sd_net", "quick", OVERRIDES), read_dataset(tiny_synthetic), single)
     for arm in ("cnn", "aux"):
         for k in range(2):
-            a = pd.read_csv(single / "arms" / arm / f"fold_{k}" / "predictions.csv", keep_default_na=False)
-            b = pd.read_csv(run / "arms" / arm / f"fold_{k}" / "predictions.csv", keep_default_na=False)
+            a = pd.read_csv(single / "arms" / arm / f"fold_{k + 1}" / "predictions.csv", keep_default_na=False)
+            b = pd.read_csv(run / "arms" / arm / f"fold_{k + 1}" / "predictions.csv", keep_default_na=False)
             assert a[["set", "path", "y"]].equals(b[["set", "path", "y"]])
             np.testing.assert_allclose(b[["p_hem", "p_all"]].to_numpy(), a[["p_hem", "p_all"]].to_numpy(), atol=1e-4)
             if arm == "aux":

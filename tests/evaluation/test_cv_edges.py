@@ -33,12 +33,12 @@ def test_cnn_wrong_on_a_whole_class_falls_back_to_the_cnn(tiny_synthetic, tmp_pa
                                                ARMS.replace("THETA", "1.0")])
     run = tmp_path / "run"
     cv.run_cv(config, read_dataset(tiny_synthetic), run, folds=[0])
-    fold = run / "arms" / "aux" / "fold_0"
+    fold = run / "arms" / "aux" / "fold_1"
     info = json.loads((fold / "fold.json").read_text())
     assert info["aux_fallback"] is True and info["svm_train_cells"] > 0 and info["theta"] == 1.0
     assert not (fold / "svm.safetensors").exists()
     preds = pd.read_csv(fold / "predictions.csv")
-    assert {"val", "validation"} <= set(preds["set"]) and (preds["label"] == "all").any()
+    assert {"oof", "validation"} <= set(preds["set"]) and (preds["label"] == "all").any()
     assert preds["svm_pred"].isna().all() and (preds["pred"] == 0).all() and set(preds["answered_by"]) == {"cnn"}
     metrics = aggregate_run(run, require_complete=False)
     assert metrics["arms"]["aux"]["folds"]["0"]["info"]["aux_fallback"] is True
@@ -52,7 +52,7 @@ def _brute_auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def _write_fold(run, k: int, rows: list[tuple[str, str, int, float]]) -> None:
-    fold = run / "arms" / "a" / f"fold_{k}"
+    fold = run / "arms" / "a" / f"fold_{k + 1}"
     fold.mkdir(parents=True)
     frame = pd.DataFrame([{
         "arm": "a", "fold": k, "set": s, "path": f"/cells/{path}.bmp", "subject_id": path.split("_")[0],
@@ -70,21 +70,21 @@ def test_one_positive_roc_through_aggregate_run(tmp_path, caplog):
         "fold_mode": "subject", "image_level": False, "n_folds": 2, "arms": ["a"]}))
     fold0_neg = [0.1, 0.8, 0.3, 0.7]
     fold1_neg = [0.2, 0.6, 0.75, 0.05]
-    _write_fold(run, 0, [("val", "P1_1", 1, 0.7)] + [("val", f"N{i}_1", 0, p) for i, p in enumerate(fold0_neg)]
+    _write_fold(run, 0, [("oof", "P1_1", 1, 0.7)] + [("oof", f"N{i}_1", 0, p) for i, p in enumerate(fold0_neg)]
                 + [("test", f"T{i}_1", 0, 0.3) for i in range(3)])
-    _write_fold(run, 1, [("val", f"M{i}_1", 0, p) for i, p in enumerate(fold1_neg)]
+    _write_fold(run, 1, [("oof", f"M{i}_1", 0, p) for i, p in enumerate(fold1_neg)]
                 + [("test", f"T{i}_1", 0, 0.6) for i in range(3)])
     metrics = aggregate_run(run)["arms"]["a"]
 
-    auc0 = metrics["folds"]["0"]["val"]["auc"]
+    auc0 = metrics["folds"]["0"]["oof"]["auc"]
     assert auc0["auc"] == pytest.approx(_brute_auc(np.array([0.7]), np.array(fold0_neg)))
     assert 0.0 <= auc0["low"] <= auc0["auc"] <= auc0["high"] <= 1.0
-    assert metrics["folds"]["1"]["val"]["auc"] is None  # no positive at all: no AUC, no crash
-    pooled = metrics["pooled_val"]["auc"]
+    assert metrics["folds"]["1"]["oof"]["auc"] is None  # no positive at all: no AUC, no crash
+    pooled = metrics["pooled_oof"]["auc"]
     assert pooled["auc"] == pytest.approx(_brute_auc(np.array([0.7]), np.array(fold0_neg + fold1_neg)))
     assert np.isfinite([pooled["low"], pooled["high"]]).all()
     assert any("degenerate" in r.getMessage() for r in caplog.records)
-    sens = metrics["pooled_val"]["sensitivity_ci"]
+    sens = metrics["pooled_oof"]["sensitivity_ci"]
     low, high = proportion_confint(sens["k"], 1, method="wilson")
     assert (sens["n"], sens["low"], sens["high"]) == (1, pytest.approx(low), pytest.approx(high))
     assert metrics["vote"]["test"]["auc"] is None
@@ -103,8 +103,8 @@ def test_a_fold_model_that_predicts_one_class_is_flagged(tmp_path):
     (run / "run.json").write_text(json.dumps({
         "recipe": "hand", "paper": "", "class_names": ["hem", "all"], "positive": "all", "grouping": "subject",
         "fold_mode": "subject", "image_level": False, "n_folds": 2, "arms": ["a"]}))
-    _write_fold(run, 0, [("val", f"P{i}_1", i % 2, 0.9) for i in range(6)])  # always "all"
-    _write_fold(run, 1, [("val", f"Q{i}_1", i % 2, 0.2 + 0.6 * (i % 2)) for i in range(6)])  # right every time
+    _write_fold(run, 0, [("oof", f"P{i}_1", i % 2, 0.9) for i in range(6)])  # always "all"
+    _write_fold(run, 1, [("oof", f"Q{i}_1", i % 2, 0.2 + 0.6 * (i % 2)) for i in range(6)])  # right every time
     metrics = aggregate_run(run)
     assert metrics["arms"]["a"]["collapsed"] == [0]
     console = Console(record=True, width=200)

@@ -42,7 +42,7 @@ def _write_run(root: Path, positive, folds: dict[int, pd.DataFrame]) -> Path:
         "recipe": "spike_resnet", "paper": "", "class_names": CLASSES, "positive": positive, "grouping": "image",
         "fold_mode": "image", "image_level": True, "n_folds": len(folds), "arms": ["arm"]}))
     for k, frame in folds.items():
-        d = root / "arms" / "arm" / f"fold_{k}"
+        d = root / "arms" / "arm" / f"fold_{k + 1}"
         d.mkdir(parents=True)
         frame.assign(arm="arm", fold=k).to_csv(d / "predictions.csv", index=False)
         (d / "fold.json").write_text(json.dumps({"fold": k}))
@@ -94,7 +94,7 @@ def test_normalised_positive_is_in_class_order() -> None:
 def test_summed_score_is_the_sum_of_the_p_columns() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, size=50)
-    frame = _frame(y, _proba(y, rng), "val", [f"v{i}" for i in range(50)])
+    frame = _frame(y, _proba(y, rng), "oof", [f"v{i}" for i in range(50)])
     expected = frame["p_early_malignant"] + frame["p_pre_malignant"] + frame["p_pro_malignant"]
     np.testing.assert_allclose(positive_score(frame, CLASSES, MALIGNANT), expected.to_numpy(), rtol=0, atol=1e-15)
     np.testing.assert_allclose(positive_score(frame, CLASSES, MALIGNANT), 1.0 - frame["p_benign"].to_numpy(), atol=1e-12)
@@ -114,7 +114,7 @@ def test_auc_of_the_set_equals_scikit_learn_and_a_delong_loop(tmp_path) -> None:
         val_y = rng.integers(0, 4, size=40)
         val_p, test_p = _proba(val_y, rng), _proba(test_y, rng)
         test_probas.append(test_p)
-        folds[k] = pd.concat([_frame(val_y, val_p, "val", [f"v{k}_{i}" for i in range(40)]),
+        folds[k] = pd.concat([_frame(val_y, val_p, "oof", [f"v{k}_{i}" for i in range(40)]),
                               _frame(test_y, test_p, "test", [f"t{i}" for i in range(30)])], ignore_index=True)
     positive = ["pre_malignant", "early_malignant"]  # written out of class order on purpose
     metrics = aggregate_run(_write_run(tmp_path / "run", positive, folds), sensitivity_target=0.9)
@@ -136,15 +136,15 @@ def test_auc_of_the_set_equals_scikit_learn_and_a_delong_loop(tmp_path) -> None:
 
     pooled = []
     for k, f in folds.items():
-        val = f[f["set"] == "val"]
+        val = f[f["set"] == "oof"]
         cols = [f"p_{c}" for c in CLASSES]
-        check(op["folds"][str(k)]["val"], val["y"].to_numpy(), val[cols].to_numpy())
+        check(op["folds"][str(k)]["oof"], val["y"].to_numpy(), val[cols].to_numpy())
         pooled.append(val)
     pooled = pd.concat(pooled)
-    check(op["pooled_val"], pooled["y"].to_numpy(), pooled[[f"p_{c}" for c in CLASSES]].to_numpy())
+    check(op["pooled_oof"], pooled["y"].to_numpy(), pooled[[f"p_{c}" for c in CLASSES]].to_numpy())
     check(op["vote"]["test"], test_y, np.mean(test_probas, axis=0))
     # the multi-class tables stay per class
-    assert list(metrics["arms"]["arm"]["pooled_val"]["per_class"]) == CLASSES
+    assert list(metrics["arms"]["arm"]["pooled_oof"]["per_class"]) == CLASSES
 
 
 # ------------------------------------------------------------------------------------ operating point
@@ -172,17 +172,17 @@ def _hand_frame(rows, set_name: str) -> pd.DataFrame:
 def test_operating_point_on_a_hand_built_frame(tmp_path) -> None:
     """Target 0.75 over the 4 malignant val cells (sums 0.95, 0.90, 0.80, 0.60): the threshold is the
     3rd largest, 0.80; applied unchanged to the test cells it gives TP 1, FN 1, FP 1, TN 1."""
-    frame = pd.concat([_hand_frame(VAL, "val"), _hand_frame(TEST, "test")], ignore_index=True)
+    frame = pd.concat([_hand_frame(VAL, "oof"), _hand_frame(TEST, "test")], ignore_index=True)
     metrics = aggregate_run(_write_run(tmp_path / "run", MALIGNANT, {0: frame}), sensitivity_target=0.75)
     assert metrics["positive"] == MALIGNANT
     op = metrics["arms"]["arm"]["operating_point"]
     assert op["positive"] == MALIGNANT and op["class_names"] == [NEG, POS]
     fold = op["folds"]["0"]
     assert fold["threshold"] == pytest.approx(0.80)
-    val = fold["val"]["per_class"][POS]
+    val = fold["oof"]["per_class"][POS]
     assert (val["tp"], val["fn"], val["fp"], val["tn"]) == (3, 1, 0, 2)
-    assert fold["val"]["sensitivity_ci"]["value"] == pytest.approx(0.75)
-    assert fold["val"]["specificity_ci"]["value"] == 1.0
+    assert fold["oof"]["sensitivity_ci"]["value"] == pytest.approx(0.75)
+    assert fold["oof"]["specificity_ci"]["value"] == 1.0
     test = fold["test"]["per_class"][POS]
     assert (test["tp"], test["fn"], test["fp"], test["tn"]) == (1, 1, 1, 1)
     assert fold["test"]["auc"]["auc"] == pytest.approx(0.75)  # positives {0.75, 0.90} vs negatives {0.85, 0.10}: 3 of 4 pairs
@@ -192,13 +192,13 @@ def test_operating_point_on_a_hand_built_frame(tmp_path) -> None:
     vote = op["vote"]["test"]["per_class"][POS]
     assert (vote["tp"], vote["fn"], vote["fp"], vote["tn"]) == (1, 1, 1, 1)
     # the argmax table is still per class: the early cell with p_benign 0.40 is called benign there
-    argmax = metrics["arms"]["arm"]["folds"]["0"]["val"]["per_class"]
+    argmax = metrics["arms"]["arm"]["folds"]["0"]["oof"]["per_class"]
     assert argmax["early_malignant"]["fn"] == 1 and argmax["benign"]["fp"] == 1
 
 
 def test_single_positive_in_a_list_of_one_is_todays_single_class(tmp_path) -> None:
     """Invariant: ``positive: [early_malignant]`` gives the same metrics as ``positive: early_malignant``."""
-    frame = pd.concat([_hand_frame(VAL, "val"), _hand_frame(TEST, "test")], ignore_index=True)
+    frame = pd.concat([_hand_frame(VAL, "oof"), _hand_frame(TEST, "test")], ignore_index=True)
     one = aggregate_run(_write_run(tmp_path / "a", ["early_malignant"], {0: frame}), sensitivity_target=0.75)
     name = aggregate_run(_write_run(tmp_path / "b", "early_malignant", {0: frame}), sensitivity_target=0.75)
     assert json.dumps(one, sort_keys=True) == json.dumps(name, sort_keys=True)  # (NaN != NaN as dicts)

@@ -73,22 +73,22 @@ def test_run_records_and_scores_the_positive_set(smear_run) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["positive"] == MALIGNANT and metrics["image_level"] is True
     entry = metrics["arms"]["spike_resnet"]
-    assert list(entry["pooled_val"]["per_class"]) == CLASSES  # the multi-class tables stay per class
+    assert list(entry["pooled_oof"]["per_class"]) == CLASSES  # the multi-class tables stay per class
     op = entry["operating_point"]
     assert op["positive"] == MALIGNANT and op["class_names"] == [NEG, POS]
 
     preds = pd.read_csv(run / "predictions.csv", keep_default_na=False)
-    val = preds[(preds["arm"] == "spike_resnet") & (preds["set"] == "val")]
+    val = preds[(preds["arm"] == "spike_resnet") & (preds["set"] == "oof")]
     assert len(val) == PER_CLASS * len(CLASSES)
     member = val["label"].isin(MALIGNANT).to_numpy()
     score = (val["p_early_malignant"] + val["p_pre_malignant"] + val["p_pro_malignant"]).to_numpy()
-    assert op["pooled_val"]["auc"]["auc"] == pytest.approx(roc_auc_score(member, score))
-    assert op["pooled_val"]["per_class"][POS]["support"] == int(member.sum())
+    assert op["pooled_oof"]["auc"]["auc"] == pytest.approx(roc_auc_score(member, score))
+    assert op["pooled_oof"]["per_class"][POS]["support"] == int(member.sum())
     target = op["target_sensitivity"]
     assert op["chosen_on"] == "select"
     for k, g in val.groupby("fold"):
         # the threshold is chosen on the fold model's inner selection cells (training subjects) ...
-        fold_preds = pd.read_csv(run / "arms" / "spike_resnet" / f"fold_{k}" / "predictions.csv", keep_default_na=False)
+        fold_preds = pd.read_csv(run / "arms" / "spike_resnet" / f"fold_{k + 1}" / "predictions.csv", keep_default_na=False)
         chooser = fold_preds[fold_preds["set"] == "select"]
         assert len(chooser) and not set(chooser["subject_id"]) & set(g["subject_id"])
         t = _loop_threshold(chooser["label"].isin(MALIGNANT).to_numpy(),
@@ -98,7 +98,7 @@ def test_run_records_and_scores_the_positive_set(smear_run) -> None:
         # ... and applied unchanged to the scored fold
         is_pos = g["label"].isin(MALIGNANT).to_numpy()
         s = g[[f"p_{c}" for c in MALIGNANT]].sum(axis=1).to_numpy()
-        pc = fold["val"]["per_class"][POS]
+        pc = fold["oof"]["per_class"][POS]
         assert (pc["tp"], pc["fn"], pc["fp"], pc["tn"]) == (
             int((is_pos & (s >= t)).sum()), int((is_pos & (s < t)).sum()),
             int((~is_pos & (s >= t)).sum()), int((~is_pos & (s < t)).sum()))
@@ -118,7 +118,7 @@ def test_report_shows_the_positive_set(smear_run) -> None:
     html = (out / "report.html").read_text()
     assert re.search(r"positive classes</t[dh]>\s*<td[^>]*>early_malignant, pre_malignant, pro_malignant \(any of them", html)
     assert "against: benign" in html and POS in html and NEG in html
-    assert (out / "figures" / "roc_val_positive_set.png").exists()
+    assert (out / "figures" / "roc_oof_positive_set.png").exists()
 
 
 def test_bundle_and_predict_use_the_positive_set(smear_run) -> None:

@@ -93,12 +93,12 @@ def test_inner_selection_reads_only_training_subjects(recorded):
     cal_rows = _rows([calls["features"][k] for k in cal_keys], row_of)
     assert svm_rows and svm_rows <= fit  # eq. 3: correctly classified fit cells
     assert cal_rows == select
-    info = json.loads((run / "arms/sdct_net/fold_0/fold.json").read_text())
+    info = json.loads((run / "arms/sdct_net/fold_1/fold.json").read_text())
     assert info["selection"] == "inner" and info["n_select"] == len(select) and info["n_train"] == len(fit)
     assert info["select_subjects"] == sorted({subjects[i] for i in select})
 
     metrics = aggregate_run(run, require_complete=False)
-    preds = pd.read_csv(run / "arms/sdct_net/fold_0/predictions.csv", keep_default_na=False)
+    preds = pd.read_csv(run / "arms/sdct_net/fold_1/predictions.csv", keep_default_na=False)
     chooser = preds[preds["set"] == "select"]
     assert set(chooser["path"]) == set(plan.index["path"].to_numpy()[sorted(select)])
     op = metrics["arms"]["sdct_net"]["operating_point"]

@@ -29,9 +29,9 @@ def test_layout_metadata_and_hashes(tiny_run, tiny_bundle):
     names = {p.name for p in tiny_bundle.iterdir()}
     for k in (1, 2, 3):
         assert {f"model_fold{k}.safetensors", f"model_fold{k}.onnx"} <= names
-        source = tiny_run / "arms" / "sdct_net" / f"fold_{k - 1}" / "best.safetensors"
+        source = tiny_run / "arms" / "sdct_net" / f"fold_{k}" / "best.safetensors"
         assert (tiny_bundle / f"model_fold{k}.safetensors").read_bytes() == source.read_bytes()
-        has_svm = (tiny_run / "arms" / "sdct_auxnet" / f"fold_{k - 1}" / "svm.safetensors").exists()
+        has_svm = (tiny_run / "arms" / "sdct_auxnet" / f"fold_{k}" / "svm.safetensors").exists()
         assert (f"svm_fold{k}.safetensors" in names) == has_svm
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())["files"]
     assert set(manifest) == names - {"manifest.json"}
@@ -56,7 +56,7 @@ def test_predict_reproduces_the_runs_votes(tiny_run, tiny_bundle, tmp_path, arm)
         np.testing.assert_allclose(cells[f"p_{c}"].to_numpy(), votes[f"p_{c}"].to_numpy(), atol=1e-5)
     np.testing.assert_allclose(cells["agreement"].to_numpy(), votes["agreement"].to_numpy())
     for k in range(3):  # every fold model's label, after the theta rule, equals the run's
-        fold = pd.read_csv(tiny_run / "arms" / arm / f"fold_{k}" / "predictions.csv", keep_default_na=False)
+        fold = pd.read_csv(tiny_run / "arms" / arm / f"fold_{k + 1}" / "predictions.csv", keep_default_na=False)
         fold = fold[fold["set"] == "validation"].set_index("path").loc[votes.index]
         assert [p.split("|")[k] for p in cells["fold_preds"]] == [classes[i] for i in fold["pred"]]
 
@@ -161,7 +161,7 @@ def test_export_refusals(tiny_run, tiny_bundle, tmp_path):
     with pytest.raises(BundleError, match="not a bundle; refusing"):
         export_bundle(tiny_run, tmp_path / "not_a_bundle", overwrite=True)
     partial = Path(shutil.copytree(tiny_run, tmp_path / "partial", ignore=shutil.ignore_patterns("cache")))
-    (partial / "arms" / "sdct_auxnet" / "fold_1" / "fold.json").unlink()
+    (partial / "arms" / "sdct_auxnet" / "fold_2" / "fold.json").unlink()
     with pytest.raises(BundleError, match="fold 2 of arm 'sdct_auxnet' is not finished"):
         export_bundle(partial, tmp_path / "y")
     assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y.tmp-*"))

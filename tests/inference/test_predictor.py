@@ -50,7 +50,7 @@ def svm_bundle(tiny_run, tmp_path_factory):
         y = (train["label"] == "all").to_numpy().astype(np.int64)
         svm = SpectralSVM(C=10.0, gamma=1.0).fit(feats, y).calibrate(feats, y)
         save_file({n: np.ascontiguousarray(v) for n, v in svm.to_arrays().items()},
-                  str(run / "arms" / "sdct_auxnet" / f"fold_{k}" / "svm.safetensors"))
+                  str(run / "arms" / "sdct_auxnet" / f"fold_{k + 1}" / "svm.safetensors"))
         references.append((model, svm.svc_, svm.platt_a_))
     return export_bundle(run, root / "bundle", onnx=True), references
 

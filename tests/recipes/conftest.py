@@ -50,7 +50,7 @@ def check_run_folder(out: Path, config: RunConfig, n_folds: int) -> dict:
     for arm in config.arms:
         for k in range(n_folds):
             for name in FOLD_FILES:
-                assert (out / "arms" / arm.name / f"fold_{k}" / name).is_file(), (arm.name, k, name)
+                assert (out / "arms" / arm.name / f"fold_{k + 1}" / name).is_file(), (arm.name, k, name)
     return metrics
 
 

@@ -56,7 +56,7 @@ def test_quick_profile_runs_on_three_class_synthetic_data(tiny_cnmc3_index, tiny
     assert fitted == [len(fold_rows(plan, k).fit) for k in range(2)]  # the fold's fit subjects, not its selection ones
     entry = metrics["arms"]["leukemianet"]
     assert metrics["class_names"] == ["hem", "all", "aml"]
-    for m in (entry["pooled_val"], entry["vote"]["validation"]):
+    for m in (entry["pooled_oof"], entry["vote"]["validation"]):
         cm = np.asarray(m["confusion_matrix"])
         assert cm.shape == (3, 3) and cm.sum() == m["n_samples"]
 
@@ -68,4 +68,4 @@ def test_quick_profile_runs_on_the_munich_aml_sample(shared, tiny_overrides, tmp
     _, metrics = run_quick("leukemianet", index, out, "data.resize=128", AML_MAP, AML_CLASSES,
                                 "data.grouping=image", "data.fold_mode=image")
     assert metrics["image_level"] and metrics["class_names"] == ["normal", "aml", "monocyte"]
-    assert metrics["arms"]["leukemianet"]["pooled_val"]["n_samples"] == 30
+    assert metrics["arms"]["leukemianet"]["pooled_oof"]["n_samples"] == 30

@@ -64,9 +64,9 @@ def test_quick_profile_runs_end_to_end(recipe, second, fusion, row, tiny_cnmc_in
     _, metrics = run_quick(recipe, tiny_cnmc_index, out)
     assert list(metrics["arms"]) == ["stage1", second, fusion]
     for k in range(2):
-        fused = load_file(str(out / "arms" / fusion / f"fold_{k}" / "best.safetensors"))
+        fused = load_file(str(out / "arms" / fusion / f"fold_{k + 1}" / "best.safetensors"))
         for prefix, arm in (("first.", "stage1"), ("second.", second)):
-            stage = load_file(str(out / "arms" / arm / f"fold_{k}" / "best.safetensors"))
+            stage = load_file(str(out / "arms" / arm / f"fold_{k + 1}" / "best.safetensors"))
             assert stage and all(fused[prefix + key].equal(value) for key, value in stage.items())
     training = json.loads((out / "run.json").read_text())["training"]
     assert {a: t["augment"] for a, t in training.items()} == {"stage1": "sdct", second: "none", fusion: "sdct"}

@@ -13,7 +13,7 @@ def test_fusion_recipe_runs_end_to_end(recipe, first, second, fusion, tiny_cnmc_
     _, metrics = run_quick(recipe, tiny_cnmc_index, out)
     assert list(metrics["arms"]) == [first, second, fusion]
     for k in range(2):
-        fused = load_file(str(out / "arms" / fusion / f"fold_{k}" / "best.safetensors"))
+        fused = load_file(str(out / "arms" / fusion / f"fold_{k + 1}" / "best.safetensors"))
         for prefix, arm in (("first.", first), ("second.", second)):
-            stage = load_file(str(out / "arms" / arm / f"fold_{k}" / "best.safetensors"))
+            stage = load_file(str(out / "arms" / arm / f"fold_{k + 1}" / "best.safetensors"))
             assert stage and all(fused[prefix + key].equal(value) for key, value in stage.items())

@@ -53,9 +53,9 @@ def fit_spy(monkeypatch) -> list[tuple[str, object]]:
 
 def _assert_fused_weights_are(fused_run: Path, sources: dict[str, Path]) -> None:
     for k in range(2):
-        fused = load_file(str(fused_run / "arms" / "stage3" / f"fold_{k}" / "best.safetensors"))
+        fused = load_file(str(fused_run / "arms" / "stage3" / f"fold_{k + 1}" / "best.safetensors"))
         for prefix, arm in (("first.", "stage1"), ("second.", "stage2")):
-            stage = load_file(str(sources[arm] / "arms" / arm / f"fold_{k}" / "best.safetensors"))
+            stage = load_file(str(sources[arm] / "arms" / arm / f"fold_{k + 1}" / "best.safetensors"))
             assert stage and all(fused[prefix + key].equal(value) for key, value in stage.items()), (k, arm)
 
 
@@ -88,7 +88,7 @@ def test_fusion_loads_stage_models_from_named_run_folders(stage_runs, tiny_cnmc_
     from blastscope.engine.arm_models import load_fold_model
 
     model, _ = load_fold_model(out, config, "stage3", 0)
-    stage1 = load_file(str(stage_runs["stage1"] / "arms" / "stage1" / "fold_0" / "best.safetensors"))
+    stage1 = load_file(str(stage_runs["stage1"] / "arms" / "stage1" / "fold_1" / "best.safetensors"))
     assert all(model.state_dict()["first." + key].equal(value) for key, value in stage1.items())
 
 

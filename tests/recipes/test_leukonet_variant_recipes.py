@@ -19,7 +19,7 @@ def test_variant_runs_end_to_end(recipe, tiny_cnmc_index, tmp_path, run_quick):
     out = tmp_path / "run"
     config, metrics = run_quick(recipe, tiny_cnmc_index, out)
     (arm,) = config.arms
-    weights = load_file(str(out / "arms" / arm.name / "fold_0" / "best.safetensors"))
+    weights = load_file(str(out / "arms" / arm.name / "fold_1" / "best.safetensors"))
     activation = arm.kwargs.get("activation", "relu")
     # the trained checkpoint carries the activation's parameters: PReLU one slope per channel
     # ("weight"), P-TELU "alpha" and "beta"; ReLU none

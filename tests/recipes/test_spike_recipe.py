@@ -68,10 +68,10 @@ def test_quick_profile_runs_end_to_end_subject_level(tmp_path: Path) -> None:
     train = folds[folds["fold"] >= 0]
     assert (train.groupby("subject_id")["fold"].nunique() == 1).all()
     preds = pd.read_csv(run / "predictions.csv")
-    assert set(preds["set"]) == {"val", "validation"}
+    assert set(preds["set"]) == {"oof", "validation"}
 
     k = 0
-    stored = load_file(str(run / "arms" / "spike_resnet" / f"fold_{k}" / "input.safetensors"))
+    stored = load_file(str(run / "arms" / "spike_resnet" / f"fold_{k + 1}" / "input.safetensors"))
     images = ImageCache(tmp_path / "cache").array(plan.index["path"].tolist(), Preprocess(canvas=None, resize=100))
     from blastscope.evaluation.cross_validation import fold_rows
 

@@ -58,10 +58,10 @@ def test_values_come_from_metrics_json(tiny_run, runs):
     rows = cmp.rows[cmp.rows["run"] == "run"].set_index(["arm", "set"])
     for arm, entry in metrics["arms"].items():
         assert rows.loc[(arm, "validation"), "weighted_f1"] == entry["vote"]["validation"]["weighted_f1"]
-        assert rows.loc[(arm, "val"), "balanced_accuracy"] == entry["pooled_val"]["balanced_accuracy"]
-        assert rows.loc[(arm, "val"), "n"] == entry["pooled_val"]["n_samples"]
-    only_val = compare_runs(runs[:2], sets=["val"])
-    assert set(only_val.rows["set"]) == {"val"}
+        assert rows.loc[(arm, "oof"), "balanced_accuracy"] == entry["pooled_oof"]["balanced_accuracy"]
+        assert rows.loc[(arm, "oof"), "n"] == entry["pooled_oof"]["n_samples"]
+    only_val = compare_runs(runs[:2], sets=["oof"])
+    assert set(only_val.rows["set"]) == {"oof"}
     assert comparison_table(cmp).row_count == len(cmp.rows)
 
 
@@ -85,7 +85,7 @@ def test_training_settings_and_unfinished_folds_are_marked(tiny_run, tmp_path):
     config["data"]["selection"] = "fold"
     (longer / "config.yaml").write_text(yaml.safe_dump(config))
     partial = _clone(tiny_run, tmp_path / "partial")
-    (partial / "arms" / "sdct_net" / "fold_2" / "fold.json").unlink()
+    (partial / "arms" / "sdct_net" / "fold_3" / "fold.json").unlink()
     cmp = compare_runs([tiny_run, longer, partial])
     marks = cmp.rows.groupby("run")["marks"].first()
     assert marks["run"] == ""

@@ -105,6 +105,6 @@ def test_renders_in_headless_chromium(report, tmp_path):
 
 def test_unfinished_run_has_a_banner_naming_the_folds(tiny_run, tmp_path):
     run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("cache", "artefacts", "report")))
-    (run / "arms" / "sdct_auxnet" / "fold_1" / "fold.json").unlink()
+    (run / "arms" / "sdct_auxnet" / "fold_2" / "fold.json").unlink()
     text = build_report(run).read_text()
     assert "UNFINISHED RUN: 1 arm folds have not finished (sdct_auxnet fold 2)" in text

@@ -36,14 +36,14 @@ def _metrics(recipe: str, classes: list[str], positive: str, n_folds: int, seed:
     raw: dict = {}
     arms: dict = {}
     for arm in ("stage1", "stage3c"):
-        entry: dict = {"folds": {}, "vote": {}, "pooled_val": None}
+        entry: dict = {"folds": {}, "vote": {}, "pooled_oof": None}
         for k in range(n_folds):
             y, pred = _labels(rng, 40 + k, len(classes))
-            raw[(arm, f"Val{k}")] = (y, pred)
-            entry["folds"][str(k)] = {"info": {}, "val": classification_report_table(y, pred, classes)}
-        pooled = tuple(np.concatenate([raw[(arm, f"Val{k}")][i] for k in range(n_folds)]) for i in (0, 1))
-        raw[(arm, "val (pooled)")] = pooled
-        entry["pooled_val"] = classification_report_table(*pooled, classes)
+            raw[(arm, f"Val{k + 1}")] = (y, pred)
+            entry["folds"][str(k)] = {"info": {}, "oof": classification_report_table(y, pred, classes)}
+        pooled = tuple(np.concatenate([raw[(arm, f"Val{k + 1}")][i] for k in range(n_folds)]) for i in (0, 1))
+        raw[(arm, "out-of-fold (pooled)")] = pooled
+        entry["pooled_oof"] = classification_report_table(*pooled, classes)
         y, pred = _labels(rng, 33, len(classes))
         raw[(arm, "test vote")] = (y, pred)
         entry["vote"]["test"] = classification_report_table(y, pred, classes)
@@ -64,7 +64,7 @@ def test_table2_rows_match_sklearn():
     metrics, raw = _metrics("leukonet_stage3c", ["hem", "all"], "all", n_folds=4)
     rows = table2_rows(metrics)
     assert [(r["arm"], r["evaluation"]) for r in rows] == [
-        (a, e) for a in ("stage1", "stage3c") for e in ("Val0", "Val1", "Val2", "Val3", "test vote")]
+        (a, e) for a in ("stage1", "stage3c") for e in ("Val1", "Val2", "Val3", "Val4", "test vote")]
     for r in rows:
         y, pred = raw[(r["arm"], r["evaluation"])]
         assert r["n"] == len(y)
@@ -83,7 +83,7 @@ def test_table2_positive_decides_which_class_is_cancer():
 def test_table2_renders_percentages():
     metrics, raw = _metrics("leukonet_stage3c", ["hem", "all"], "all", n_folds=4)
     text = _text(render_table2(metrics))
-    for header in ("Val0", "Val3", "test vote", "F1,N", "F1,C", "stage3c"):
+    for header in ("Val1", "Val4", "test vote", "F1,N", "F1,C", "stage3c"):
         assert header in text
     y, pred = raw[("stage3c", "Val2")]
     assert f"{100 * f1_score(y, pred, pos_label=0):.2f}" in text
@@ -101,7 +101,7 @@ def test_table1_rows_match_sklearn():
     metrics, raw = _metrics("leukemianet", classes, "aml", n_folds=3, seed=3)
     rows = table1_rows(metrics)
     evaluations = {(r["arm"], r["evaluation"]) for r in rows}
-    assert evaluations == {(a, e) for a in ("stage1", "stage3c") for e in ("val (pooled)", "test vote")}
+    assert evaluations == {(a, e) for a in ("stage1", "stage3c") for e in ("out-of-fold (pooled)", "test vote")}
     for arm, evaluation in evaluations:
         y, pred = raw[(arm, evaluation)]
         got = {(r["metric"], r["class"]): r["value"] for r in rows if (r["arm"], r["evaluation"]) == (arm, evaluation)}

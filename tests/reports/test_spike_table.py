@@ -29,7 +29,7 @@ def _fake_run(root: Path, classes: list[str], positive: str, held_out: bool, ima
     for fold in range(3):
         val_y = rng.integers(0, k, size=24)
         val_y[:k] = np.arange(k)
-        parts = [("val", val_y, [f"v{fold}/{i}" for i in range(24)])]
+        parts = [("oof", val_y, [f"v{fold}/{i}" for i in range(24)])]
         if held_out:
             parts.append(("test", test_y, [f"t/{i}" for i in range(30)]))
         frames = []
@@ -43,7 +43,7 @@ def _fake_run(root: Path, classes: list[str], positive: str, held_out: bool, ima
                 f[f"p_{c}"] = p[:, i]
             f["answered_by"] = "cnn"
             frames.append(f)
-        d = root / "arms" / "spike_resnet" / f"fold_{fold}"
+        d = root / "arms" / "spike_resnet" / f"fold_{fold + 1}"
         d.mkdir(parents=True)
         pd.concat(frames).to_csv(d / "predictions.csv", index=False)
         (d / "fold.json").write_text(json.dumps({"arm": "spike_resnet", "fold": fold}))
@@ -74,7 +74,7 @@ def test_binary_rows_mirror_metrics(tmp_path) -> None:
     assert op["all"]["threshold"] == entry["operating_point"]["vote_threshold"]
     assert op["all"]["sensitivity"] == entry["operating_point"]["vote"]["test"]["per_class"]["all"]["recall"]
     pooled = [r for r in rows if r["decision"] == "operating_point" and r["source"] == "pooled_out_of_fold"]
-    assert pooled[-1]["accuracy"] == entry["operating_point"]["pooled_val"]["accuracy"]
+    assert pooled[-1]["accuracy"] == entry["operating_point"]["pooled_oof"]["accuracy"]
 
 
 def test_multiclass_rows_use_macro_auc_and_binary_operating_point(tmp_path) -> None:
@@ -83,7 +83,7 @@ def test_multiclass_rows_use_macro_auc_and_binary_operating_point(tmp_path) -> N
     rows = spike_table_rows(metrics)
     argmax_val = [r for r in rows if r["decision"] == "argmax"]
     assert [r["class"] for r in argmax_val] == classes + ["average"]
-    pooled = metrics["arms"]["spike_resnet"]["pooled_val"]
+    pooled = metrics["arms"]["spike_resnet"]["pooled_oof"]
     assert argmax_val[-1]["auc"] == pooled["macro_auc"] and argmax_val[-1]["auc_low"] is None
     assert argmax_val[2]["auc"] == pooled["per_class_ci"]["pre_malignant"]["auc"]["auc"]
     op_classes = [r["class"] for r in rows if r["decision"] == "operating_point"]

@@ -49,7 +49,7 @@ def report_cmd(run_dir: Path, out_dir: Path | None, no_artefacts: bool, refresh_
 
 @main.command("compare")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--set", "sets", multiple=True, help="Only these sets (held-out set names or 'val'; repeatable).")
+@click.option("--set", "sets", multiple=True, help="Only these sets (held-out set names or 'oof'; repeatable).")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the table as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def compare_cmd(run_dirs: tuple[Path, ...], sets: tuple[str, ...], csv_out: Path | None, as_json: bool) -> None:

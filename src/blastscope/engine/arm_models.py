@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from blastscope.config import ArmConfig, RunConfig
+from blastscope.run_layout import fold_dir
 
 __all__ = ["model_spec", "build_model", "load_fold_model", "check_input_sizes"]
 
@@ -68,8 +69,8 @@ def load_fold_model(run_dir: Path, config: RunConfig, arm_name: str, fold: int):
     if arm is None:
         raise ValueError(f"unknown arm {arm_name!r}; arms: {[a.name for a in config.arms]}")
     spec = model_spec(config, arm)
-    fold_dir = Path(run_dir) / "arms" / spec["arm"] / f"fold_{fold}"
-    weights = fold_dir / "best.safetensors"
+    folder = fold_dir(run_dir, spec["arm"], fold)
+    weights = folder / "best.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: arm {spec['arm']!r} fold {fold + 1} is not trained")
     model = build_model(spec, len(config.data.classes))
@@ -77,7 +78,7 @@ def load_fold_model(run_dir: Path, config: RunConfig, arm_name: str, fold: int):
     model.eval()
     cnn_arm = next(a for a in config.arms if a.name == spec["arm"])
     model_input = build_input(cnn_arm.input, **cnn_arm.input_kwargs)
-    stored = fold_dir / "input.safetensors"
+    stored = folder / "input.safetensors"
     if stored.exists():
         model_input.load_arrays(load_file(str(stored)))
     return model, model_input

@@ -42,6 +42,7 @@ from blastscope.config import read_config
 from blastscope.data.preprocess import Preprocess, load_preprocessed
 from blastscope.engine.arm_models import load_fold_model
 from blastscope.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
+from blastscope.run_layout import fold_dir
 
 __all__ = ["write_report_artefacts", "ARTEFACTS_DIR"]
 
@@ -166,11 +167,11 @@ def _feature_maps(run_dir: Path, models: dict, sd_arms: list, classes: list[str]
     """Fig. 13 arrays (module docstring) and their ``artefacts.json`` entry (or the reason for none)."""
     order = [n for n, _, has_dct in sd_arms if has_dct] + list(models)
     for name in dict.fromkeys(order):
-        path = run_dir / "arms" / name / "fold_0" / "predictions.csv"
+        path = fold_dir(run_dir, name, 0) / "predictions.csv"
         if not path.exists():
             continue
         preds = pd.read_csv(path, keep_default_na=False, dtype={"subject_id": str, "label": str})
-        val = preds[(preds["set"] == "val") & (preds["pred"] == preds["y"])]
+        val = preds[(preds["set"] == "oof") & (preds["pred"] == preds["y"])]
         rows = [val[val["label"] == c].iloc[0] for c in classes if (val["label"] == c).any()]
         if not rows:
             continue
@@ -201,7 +202,7 @@ def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_po
     folds = pd.read_csv(run_dir / "folds.csv", keep_default_na=False, dtype={"subject_id": str, "label": str})
     preprocess = Preprocess(canvas=config.data.canvas, resize=config.data.resize)
     own = [a for a in config.arms if a.model is not None]
-    weights = {a.name: run_dir / "arms" / a.name / "fold_0" / "best.safetensors" for a in own}
+    weights = {a.name: fold_dir(run_dir, a.name, 0) / "best.safetensors" for a in own}
     hashes = {n: _sha256(p) for n, p in weights.items() if p.exists()}
     previous = out / "artefacts.json"
     if not force and previous.exists():
@@ -252,7 +253,7 @@ def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_po
         for layer, x in (("C1", c1), ("C6", c6)):
             xy, explained[layer] = _pca2(x)
             frames.append(pd.DataFrame({"path": points["path"].to_numpy(), "label": points["label"].to_numpy(),
-                                        "set": np.where(points["fold"].to_numpy() == 0, "val", points["split"].to_numpy()),
+                                        "set": np.where(points["fold"].to_numpy() == 0, "oof", points["split"].to_numpy()),
                                         "layer": layer, "pc1": xy[:, 0], "pc2": xy[:, 1]}))
         atomic_write_text(out / f"features_{name}.csv", pd.concat(frames).to_csv(index=False))
         info["features"][name] = {"file": f"features_{name}.csv", "c1_module": block, "explained_variance": explained,

@@ -72,6 +72,7 @@ from blastscope.evaluation.operating_point import (
     threshold_for_sensitivity,
 )
 from blastscope.evaluation.statistics import delong_auc_ci, wilson_interval
+from blastscope.run_layout import fold_dir
 
 __all__ = ["summarise", "aggregate_run", "load_predictions", "IncompleteRunError"]
 
@@ -157,24 +158,24 @@ def _operating_point(a: pd.DataFrame, voted: dict[str, pd.DataFrame], classes: l
     training subjects); None under the papers' protocol, where the validation fold chooses."""
     names, pos_name = binary_names(classes, positive), binary_positive(classes, positive)
     out: dict = {"target_sensitivity": target, "positive": positive, "class_names": names, "folds": {},
-                 "pooled_val": None, "vote": {}, "chosen_on": "select" if select is not None else "val"}
+                 "pooled_oof": None, "vote": {}, "chosen_on": "select" if select is not None else "oof"}
     pooled = []
     for k, g in a.groupby("fold"):
-        chooser = g[g["set"] == "val"] if select is None else select[select["fold"] == k]
+        chooser = g[g["set"] == "oof"] if select is None else select[select["fold"] == k]
         t = _threshold(chooser, classes, positive, target)
         entry: dict = {"threshold": t}
         if t is not None:
             for s, gs in g.groupby("set"):
                 view = _binary_view(gs, classes, positive, t)
                 entry[s] = summarise(view, names, pos_name)
-                if s == "val":
+                if s == "oof":
                     pooled.append(view)
         out["folds"][str(k)] = entry
     if pooled:
-        out["pooled_val"] = summarise(pd.concat(pooled, ignore_index=True), names, pos_name)
+        out["pooled_oof"] = summarise(pd.concat(pooled, ignore_index=True), names, pos_name)
     fold_thresholds = [f["threshold"] for f in out["folds"].values() if f["threshold"] is not None]
     out["mean_fold_threshold"] = float(np.mean(fold_thresholds)) if fold_thresholds else None
-    t_vote = _threshold(a[a["set"] == "val"] if select is None else select, classes, positive, target)
+    t_vote = _threshold(a[a["set"] == "oof"] if select is None else select, classes, positive, target)
     out["vote_threshold"] = t_vote
     if t_vote is not None:
         for s, v in voted.items():
@@ -246,7 +247,7 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
     all_preds = load_predictions(run_dir)
     preds, select_preds = _scored_sets(all_preds), all_preds[all_preds["set"] == SELECT]
     n_folds = run["n_folds"]
-    missing = [(a, k) for a in run["arms"] for k in range(n_folds) if not (run_dir / "arms" / a / f"fold_{k}" / "fold.json").exists()]
+    missing = [(a, k) for a in run["arms"] for k in range(n_folds) if not (fold_dir(run_dir, a, k) / "fold.json").exists()]
     if missing and require_complete:
         shown = ", ".join(f"{a} fold {k + 1}" for a, k in missing[:6])
         raise IncompleteRunError(f"{run_dir}: {len(missing)} arm folds are not finished ({shown}); run them, then aggregate")
@@ -258,19 +259,19 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
         a = preds[preds["arm"] == arm]
         if a.empty:
             continue
-        entry: dict = {"folds": {}, "vote": {}, "pooled_val": None, "per_subject": {}, "theta_sweep": {}, "contributions": {}}
+        entry: dict = {"folds": {}, "vote": {}, "pooled_oof": None, "per_subject": {}, "theta_sweep": {}, "contributions": {}}
         for k, g in a.groupby("fold"):
-            info = json.loads((run_dir / "arms" / arm / f"fold_{k}" / "fold.json").read_text())
+            info = json.loads((fold_dir(run_dir, arm, k) / "fold.json").read_text())
             entry["folds"][str(k)] = {"info": info, **{s: summarise(gs, classes, positive) for s, gs in g.groupby("set")}}
-        val = a[a["set"] == "val"]
+        val = a[a["set"] == "oof"]
         entry["collapsed"] = _collapsed(a)
         if entry["collapsed"]:
             logger.warning("%s: fold model(s) %s predicted one class for every cell they scored (collapsed)", arm,
                            ", ".join(f"Model{k + 1}" for k in entry["collapsed"]))
-        entry["pooled_val"] = summarise(val, classes, positive)
-        entry["per_subject"]["val"] = _per_subject(val)
+        entry["pooled_oof"] = summarise(val, classes, positive)
+        entry["per_subject"]["oof"] = _per_subject(val)
         voted_sets = {}
-        for s, gs in a[a["set"] != "val"].groupby("set"):  # held-out sets (select rows are not in ``a``)
+        for s, gs in a[a["set"] != "oof"].groupby("set"):  # held-out sets (select rows are not in ``a``)
             voted = _vote(gs, classes)
             voted.insert(0, "arm", arm)
             votes.append(voted)
@@ -385,7 +386,7 @@ def _aux_tables(a: pd.DataFrame, classes: list[str], infos: dict[int, dict]) -> 
             out["contributions"].setdefault(s, {})[str(k)] = contribution_counts(g["answered_by"].to_numpy(), correct)
         out["theta_sweep"][s] = sweep
         out["table6"][s] = {"folds": six}
-        if s != "val":
+        if s != "oof":
             out["theta_sweep_vote"][s] = _vote_sweep(gs, classes, thetas)
             out["table6"][s]["vote"] = _vote_sweep(gs, classes, [0.0, own, 1.0])
     return out
@@ -397,7 +398,7 @@ def _flat_rows(arm: str, entry: dict) -> list[dict]:
         for s, m in f.items():
             if s != "info":
                 rows.append(_row(arm, f"model{int(k) + 1}", s, m))
-    rows.append(_row(arm, "pooled", "val", entry["pooled_val"]))
+    rows.append(_row(arm, "pooled", "oof", entry["pooled_oof"]))
     for s, m in entry["vote"].items():
         rows.append(_row(arm, "majority_vote", s, m))
     return rows

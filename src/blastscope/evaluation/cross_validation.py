@@ -12,7 +12,7 @@ in run.json ``training`` by :func:`blastscope.config.arm_training`), so e.g. Leu
 aug" (Stage-1 with, Stage-2C without augmentation, the FC layer with its own setting) is one run.
 
 The run folder is the interface: ``config.yaml``, ``index.csv``, ``folds.csv``, and per arm and
-fold ``arms/<arm>/fold_<k>/`` with ``best.safetensors``, ``history.csv``, ``predictions.csv`` and
+fold ``arms/<arm>/fold_<k>/`` (k 1-based, :mod:`blastscope.run_layout`) with ``best.safetensors``, ``history.csv``, ``predictions.csv`` and
 ``fold.json`` (written last: the fold is complete). Completed folds are never recomputed, so an
 interrupted run resumes where it stopped, and folds run as separate processes (``folds=[k]``)
 merge by running the aggregation once all are done.
@@ -53,6 +53,7 @@ from blastscope.engine.trainer import fit
 from blastscope.evaluation.splits import assign_folds, check_no_leakage
 from blastscope.models import create_model, model_info
 from blastscope.transforms.factory import build_transform
+from blastscope.run_layout import fold_dir
 
 __all__ = ["CVPlan", "FoldRows", "fold_rows", "plan_cv", "run_cv", "build_arm_model", "RunFolderError"]
 
@@ -243,7 +244,7 @@ def fold_rows(plan: CVPlan, k: int) -> FoldRows:
 def _fold_sets(plan: CVPlan, rows: FoldRows) -> dict[str, np.ndarray]:
     """Sets a fold model predicts: ``val`` (the outer fold), the held-out sets, and with an inner
     split ``select`` (kept for the operating point, never scored)."""
-    sets = {"val": rows.scored, **plan.held_out}
+    sets = {"oof": rows.scored, **plan.held_out}
     if rows.inner:
         sets["select"] = rows.select
     return sets
@@ -278,7 +279,7 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     (:meth:`RunConfig.arm_data`: ``data`` with the arm's overrides); a fusion arm trains only its new layer."""
     cfg, data = plan.config, plan.config.arm_data(arm)
     rows = fold_rows(plan, k)
-    train_rows, val_rows = rows.fit, rows.select  # "val" of the trainer = the rows that choose the best epoch
+    train_rows, val_rows = rows.fit, rows.select  # "oof" of the trainer = the rows that choose the best epoch
     train_images = arrays["all"][train_rows]
     stain = _reference_stain(train_images) if "stain_matrix" in inspect.signature(model_info(arm.model).fn).parameters else None
     torch.manual_seed(cfg.train.seed)  # the initial weights must not depend on earlier folds: a resumed run skips them
@@ -399,7 +400,7 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     if svm is not None:
         # Platt scaling on the selection rows: cells the SVM was not trained on (inner split), or the
         # validation fold itself under the papers' protocol (then labelled optimistic).
-        _, _, select_feats = predicted["select" if rows.inner else "val"]
+        _, _, select_feats = predicted["select" if rows.inner else "oof"]
         svm.calibrate(select_feats, plan.y[rows.select])
         info["platt_a"] = svm.platt_a_
         arrays_out = {k_: np.array(v, order="C") for k_, v in svm.to_arrays().items()}  # keeps 0-d scalars 0-d
@@ -415,10 +416,10 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
         from blastscope.estimators.aux_search import choose_theta
 
         # Table 5's sweep on the selection cells (training subjects); the paper's 0.9 without an SVM
-        select = outputs["select" if rows.inner else "val"]
+        select = outputs["select" if rows.inner else "oof"]
         if select[2] is not None:
             found = choose_theta(np.exp(select[1]), select[2], plan.y[rows.select], aux.sweep)
-            info["theta"], info["theta_search"] = found["theta"], {"weighted_f1": found["weighted_f1"], "on": "select" if rows.inner else "val"}
+            info["theta"], info["theta_search"] = found["theta"], {"weighted_f1": found["weighted_f1"], "on": "select" if rows.inner else "oof"}
         else:
             info["theta"] = 0.9
     return outputs, info
@@ -521,7 +522,7 @@ def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[in
     for k in todo:
         trained: dict[str, tuple[nn.Module, ModelInput]] = {}
         for arm in config.arms:
-            arm_dir = run_dir / "arms" / arm.name / f"fold_{k}"
+            arm_dir = fold_dir(run_dir, arm.name, k)
             if ddp.broadcast_object((arm_dir / "fold.json").exists()):  # every rank takes rank 0's decision
                 continue
             if arm.aux is not None:  # no training: rank 0 alone
@@ -556,7 +557,7 @@ def _load_trained(plan: CVPlan, run_dir: Path, arm_name: str, k: int,
     if fuse_from and arm_name in fuse_from:
         folder = Path(fuse_from[arm_name])
         if arm_name not in trained:
-            if not (folder / "arms" / arm_name / f"fold_{k}" / "fold.json").exists():
+            if not (fold_dir(folder, arm_name, k) / "fold.json").exists():
                 raise RunFolderError(f"run folder {folder}: arm {arm_name!r} fold {k + 1} is not finished")
             trained[arm_name] = load_fold_model(folder, read_config(folder / "config.yaml"), arm_name, k)
         return trained[arm_name]

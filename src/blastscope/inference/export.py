@@ -31,6 +31,7 @@ from blastscope.inference.bundle import (
 )
 from blastscope.inference.manifest import write_manifest
 from blastscope.inference.model_card import model_card
+from blastscope.run_layout import fold_dir
 
 __all__ = ["export_bundle"]
 
@@ -75,7 +76,7 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
     _check_out(out, overwrite)
     folds, copies = [], []
     for k in range(int(run["n_folds"])):
-        arm_dir, cnn_dir = run_dir / "arms" / arm_cfg.name / f"fold_{k}", run_dir / "arms" / spec["arm"] / f"fold_{k}"
+        arm_dir, cnn_dir = fold_dir(run_dir, arm_cfg.name, k), fold_dir(run_dir, spec["arm"], k)
         if not (arm_dir / "fold.json").exists() or not (cnn_dir / "best.safetensors").exists():
             raise BundleError(f"{arm_dir}: fold {k + 1} of arm {arm_cfg.name!r} is not finished; finish the run first")
         n = k + 1
@@ -94,7 +95,7 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
         folds.append(FoldFiles(**files))
     meta = _metadata(run, config, arm_cfg, spec, folds, onnx)
     if arm_cfg.aux is not None:  # the theta each fold model uses (chosen per fold with aux.theta: auto)
-        infos = [json.loads((run_dir / "arms" / arm_cfg.name / f"fold_{k}" / "fold.json").read_text())
+        infos = [json.loads((fold_dir(run_dir, arm_cfg.name, k) / "fold.json").read_text())
                  for k in range(int(run["n_folds"]))]
         meta["fold_thetas"] = [i.get("theta", arm_cfg.aux.theta) for i in infos]
         meta["fold_svm"] = [{key: i.get(key) for key in ("svm_C", "svm_gamma", "svm_standardize", "svm_search", "theta_search",

@@ -54,7 +54,7 @@ def model_card(run_dir: Path, arm: str) -> dict:
             "n_folds": run.get("n_folds"), "selection": selection,
             "out_of_fold_label": "selection fold (optimistic)" if selection == "fold" else "out-of-fold",
         },
-        "headline": {"out_of_fold": _headline(entry.get("pooled_val")),
+        "headline": {"out_of_fold": _headline(entry.get("pooled_oof")),
                      "held_out_vote": {s: _headline(m) for s, m in (entry.get("vote") or {}).items()}},
         "operating_point": {"target_sensitivity": op.get("target_sensitivity"), "vote_threshold": op.get("vote_threshold"),
                             "chosen_on": op.get("chosen_on")} if op else None,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from blastscope.reports.run_data import ReportError, read_csv
+from blastscope.run_layout import fold_dir
 
 __all__ = ["Comparison", "compare_runs", "fold_assignment", "comparison_table", "training_settings", "unfinished_folds",
            "paired_tests", "paired_table"]
@@ -72,7 +73,7 @@ def unfinished_folds(run_dir: Path | str) -> list[str]:
     run_dir = Path(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
     return [f"{arm} fold {k + 1}" for arm in run["arms"] for k in range(int(run["n_folds"]))
-            if not (run_dir / "arms" / arm / f"fold_{k}" / "fold.json").exists()]
+            if not (fold_dir(run_dir, arm, k) / "fold.json").exists()]
 
 
 def _labels(run_dirs: list[Path]) -> list[str]:
@@ -125,7 +126,7 @@ def compare_runs(run_dirs: list[Path | str], sets: list[str] | None = None) -> C
             continue
         metrics = json.loads(mpath.read_text())
         for arm, entry in metrics["arms"].items():
-            candidates = list(entry.get("vote", {}).items()) + [("val", entry.get("pooled_val"))]
+            candidates = list(entry.get("vote", {}).items()) + [("oof", entry.get("pooled_oof"))]
             for s, m in candidates:
                 if m and (sets is None or s in sets):
                     rows.append(_row(label, run, arm, s, m, groups[label], marks))
@@ -148,7 +149,7 @@ def comparison_table(cmp: Comparison):
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title="Comparison across runs (held-out sets: majority vote; val: pooled out-of-fold)", title_justify="left")
+    t = Table(title="Comparison across runs (held-out test sets: majority vote; oof: pooled out-of-fold)", title_justify="left")
     for col in ("run", "arm", "set", "n", "acc", "BAC", "WF1", "macro F1", "AUC [95% CI]", "folds", "marks"):
         t.add_column(col, justify="right" if col in ("n", "acc", "BAC", "WF1", "macro F1") else "left")
     for r in cmp.rows.to_dict("records"):
@@ -162,13 +163,13 @@ def comparison_table(cmp: Comparison):
 def _scored_frames(label: str, run_dir: Path) -> dict[tuple[str, str, str], pd.DataFrame]:
     """``(run, arm, set) -> frame`` indexed by path: held-out sets as voted, ``val`` pooled out of fold."""
     out = {}
-    for name, wanted in (("predictions_vote.csv", None), ("predictions.csv", "val")):
+    for name, wanted in (("predictions_vote.csv", None), ("predictions.csv", "oof")):
         path = run_dir / name
         if not path.exists():
             continue
         frame = read_csv(path)
         for (arm, s), g in frame.groupby(["arm", "set"]):
-            if (wanted is None and s != "val") or s == wanted:
+            if (wanted is None and s != "oof") or s == wanted:
                 out[(label, arm, s)] = g.set_index("path").sort_index()
     return out
 

@@ -22,15 +22,17 @@ __all__ = ["curves_section", "roc_section", "confusion_section", "theta_section"
 
 def _sets(data: RunData) -> list[str]:
     held = sorted({s for e in (data.metrics or {}).get("arms", {}).values() for s in e.get("vote", {})})
-    return held + ["val"]
+    return held + ["oof"]
 
 
 def _set_label(s: str) -> str:
-    return "validation folds, pooled" if s == "val" else f"held-out '{s}', majority vote"
+    from blastscope.reports.tables import set_label
+
+    return "out-of-fold, pooled" if s == "oof" else f"{set_label(s)}, majority vote"
 
 
 def _frame(data: RunData, arm: str, s: str) -> pd.DataFrame | None:
-    source = data.predictions if s == "val" else data.votes
+    source = data.predictions if s == "oof" else data.votes
     if source is None:
         return None
     g = source[(source["arm"] == arm) & (source["set"] == s)]
@@ -99,7 +101,7 @@ def confusion_section(data: RunData, fig: FigureWriter) -> str:
     out = ['<h2 id="confusion">Confusion matrices</h2>']
     for arm, entry in (data.metrics or {}).get("arms", {}).items():
         panels = [(_set_label(s), m["confusion_matrix"], data.class_names)
-                  for s, m in [("val", entry.get("pooled_val"))] + list(entry.get("vote", {}).items()) if m]
+                  for s, m in [("oof", entry.get("pooled_oof"))] + list(entry.get("vote", {}).items()) if m]
         if panels:
             out.append(fig(f"confusion_{arm}", plots.confusion_matrices(panels, arm),
                            f"{arm}: confusion matrices (rows true, columns predicted; count and row share)"))
@@ -111,16 +113,16 @@ def theta_section(data: RunData, fig: FigureWriter) -> str:
     classes = data.class_names
     panels = [(f"f1_{c}", f"F1 of '{c}'") for c in classes] + [("balanced_accuracy", "balanced accuracy")]
     for arm, entry in (data.metrics or {}).get("arms", {}).items():
-        for s, per_fold in sorted((entry.get("theta_sweep") or {}).items(), key=lambda x: x[0] == "val"):
+        for s, per_fold in sorted((entry.get("theta_sweep") or {}).items(), key=lambda x: x[0] == "oof"):
             first = next(iter(per_fold.values()))
             thetas = [r["theta"] for r in first]
             series = {f"Model{int(k) + 1}": {key: [r[key] for r in rows] for key, _ in panels}
                       for k, rows in sorted(per_fold.items(), key=lambda x: int(x[0]))}
-            vote_rows = (entry.get("theta_sweep_vote") or {}).get(s) if s != "val" else None
+            vote_rows = (entry.get("theta_sweep_vote") or {}).get(s) if s != "oof" else None
             if vote_rows:
                 series["Majority vote"] = {key: [r[key] for r in vote_rows] for key, _ in panels}
-            png = plots.theta_sweep(thetas, series, panels, f"{arm}: {_set_label(s) if s != 'val' else 'each model on its own validation fold'}")
-            out.append(fig(f"theta_{arm}_{s}", png, f"{arm}: scores against theta on '{s}' (Fig. 10 layout)"))
+            png = plots.theta_sweep(thetas, series, panels, f"{arm}: {_set_label(s) if s != 'oof' else 'out-of-fold, each model on its own validation fold'}")
+            out.append(fig(f"theta_{arm}_{s}", png, f"{arm}: scores against theta on the {_set_label(s)} set (Fig. 10 layout)"))
     if len(out) == 1:
         out.append(note("No auxiliary-classifier arm in this recipe: no theta sweep."))
     return "\n".join(out)
@@ -132,7 +134,7 @@ def subject_section(data: RunData, fig: FigureWriter) -> str:
     if not arms:
         return out[0] + note("No metrics.json.")
     arm = list(arms)[-1]
-    for s, rows in sorted(arms[arm].get("per_subject", {}).items(), key=lambda x: x[0] == "val"):
+    for s, rows in sorted(arms[arm].get("per_subject", {}).items(), key=lambda x: x[0] == "oof"):
         if rows:
             png = plots.subject_accuracy(rows, data.class_names, f"{arm}: {_set_label(s)}")
             out.append(fig(f"subjects_{arm}_{s}", png, f"{arm}: accuracy per subject on '{s}' (cells in brackets)"))

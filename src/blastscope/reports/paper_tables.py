@@ -3,7 +3,8 @@
 - LeukoNet (Mourya et al. 2018), Table 2: a row per model; for each validation fold (Val0 ..
   Val3) and the test set, accuracy, F1 of the Normal class (F1,N) and F1 of the Cancer class
   (F1,C), in percent. Here each ValK column is fold model K on its own validation fold (run
-  folder ``arms/<arm>/fold_K``; the paper numbers its folds from 0 too) and each held-out set
+  folder ``arms/<arm>/fold_K``); the paper numbers its folds from 0, we from 1 as everywhere a
+  person reads them) and each held-out set
   (``validation``/``test``) is scored by the majority vote of the fold models (the paper scores
   one model on its test set; it does not say which). Cancer = ``positive``, Normal = the other class.
   Deliberate difference: the paper's three sub-columns per fold become three rows per model
@@ -41,14 +42,14 @@ def evaluations(metrics: dict, arm: str, per_fold: bool) -> list[tuple[str, dict
     """``(label, metrics entry or None)`` of one arm, in table order.
 
     ``per_fold=True``: ``ValK`` for every fold K (fold model K on its own fold), then
-    ``<set> vote`` per held-out set. ``per_fold=False``: ``val (pooled)`` (every training cell
+    ``<set> vote`` per held-out set. ``per_fold=False``: ``out-of-fold (pooled)`` (every training cell
     predicted once, out of fold), then the held-out votes. Missing entries are None.
     """
     entry = metrics["arms"][arm]
     if per_fold:
-        out = [(f"Val{k}", entry["folds"].get(str(k), {}).get("val")) for k in range(metrics["n_folds"])]
+        out = [(f"Val{k + 1}", entry["folds"].get(str(k), {}).get("oof")) for k in range(metrics["n_folds"])]
     else:
-        out = [("val (pooled)", entry.get("pooled_val"))]
+        out = [("out-of-fold (pooled)", entry.get("pooled_oof"))]
     return out + [(f"{s} vote", entry.get("vote", {}).get(s)) for s in _held_out_sets(metrics)]
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from blastscope.run_layout import FOLD_GLOB, fold_index
+
 __all__ = ["RunData", "ReportError", "read_run", "read_csv"]
 
 logger = logging.getLogger(__name__)
@@ -86,10 +88,9 @@ def read_run(run_dir: Path | str) -> RunData:
         artefacts=_json(run_dir / "artefacts" / "artefacts.json"),
     )
     for arm in data.arms:
-        for fold_dir in sorted((run_dir / "arms" / arm).glob("fold_*")):
-            try:
-                k = int(fold_dir.name.split("_")[1])
-            except (IndexError, ValueError):
+        for fold_dir in sorted((run_dir / "arms" / arm).glob(FOLD_GLOB)):
+            k = fold_index(fold_dir.name)
+            if k is None:
                 continue
             if (fold_dir / "history.csv").exists():
                 data.histories.setdefault(arm, {})[k] = pd.read_csv(fold_dir / "history.csv")

@@ -142,7 +142,9 @@ def data_section(data: RunData) -> str:
         rows.append([f"fold {k + 1} (validation fold of Model{k + 1})", *_counts(train[train["fold"] == k], classes)])
     rows.append(["all training folds", *_counts(train, classes)])
     for split in sorted(set(f.loc[f["fold"] < 0, "split"])):
-        rows.append([f"held-out '{split}'", *_counts(f[(f["fold"] < 0) & (f["split"] == split)], classes)])
+        from blastscope.reports.tables import set_label
+
+        rows.append([set_label(split), *_counts(f[(f["fold"] < 0) & (f["split"] == split)], classes)])
     out.append(table(["set", *[f"{c}: subjects / cells" for c in classes], "total: subjects / cells"], rows,
                      caption="Subjects / cells per class (from folds.csv)"))
     if data.run.get("image_level"):

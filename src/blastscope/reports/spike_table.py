@@ -62,15 +62,15 @@ def spike_table_rows(metrics: dict) -> list[dict]:
         op = entry.get("operating_point") or {}
         for s, m in entry["vote"].items():
             rows += _block_rows(m, classes, {"arm": arm, "decision": "argmax", "set": s, "source": "majority_vote", "threshold": None})
-        if entry.get("pooled_val"):
-            rows += _block_rows(entry["pooled_val"], classes,
-                                {"arm": arm, "decision": "argmax", "set": "val", "source": "pooled_out_of_fold", "threshold": None})
+        if entry.get("pooled_oof"):
+            rows += _block_rows(entry["pooled_oof"], classes,
+                                {"arm": arm, "decision": "argmax", "set": "oof", "source": "pooled_out_of_fold", "threshold": None})
         names = op.get("class_names", classes)
         for s, m in (op.get("vote") or {}).items():
             rows += _block_rows(m, names, {"arm": arm, "decision": "operating_point", "set": s, "source": "majority_vote",
                                            "threshold": op.get("vote_threshold")})
-        if op.get("pooled_val"):
-            rows += _block_rows(op["pooled_val"], names, {"arm": arm, "decision": "operating_point", "set": "val",
+        if op.get("pooled_oof"):
+            rows += _block_rows(op["pooled_oof"], names, {"arm": arm, "decision": "operating_point", "set": "oof",
                                                           "source": "pooled_out_of_fold", "threshold": None})
     return rows
 
@@ -147,12 +147,12 @@ def _op_positive(op: dict) -> str:
 
 def _print_fold_thresholds(arm: str, op: dict, console: Console) -> None:
     """Per fold: the threshold chosen on its validation fold and what it gives there and on held-out sets."""
-    sets = sorted({s for f in op["folds"].values() for s in f if s not in ("threshold", "val")})
-    table = Table(title=f"{arm}: operating point per fold model (threshold chosen on its 'val' fold, applied unchanged)",
+    sets = sorted({s for f in op["folds"].values() for s in f if s not in ("threshold", "oof")})
+    table = Table(title=f"{arm}: operating point per fold model (threshold chosen on its selection cells, or under the papers' protocol its validation fold; applied unchanged)",
                   title_justify="left")
     table.add_column("model")
     table.add_column("threshold", justify="right")
-    table.add_column("val sens / spec", justify="right")
+    table.add_column("out-of-fold sens / spec", justify="right")
     for s in sets:
         table.add_column(f"'{s}' sens / spec / acc", justify="right")
     pos = _op_positive(op)
@@ -169,7 +169,7 @@ def _print_fold_thresholds(arm: str, op: dict, console: Console) -> None:
             text = f"{100 * pc['sensitivity']:.1f}% / {100 * pc['specificity']:.1f}%"
             return text + (f" / {100 * m['accuracy']:.1f}%" if acc else "")
 
-        table.add_row(f"Model{int(k) + 1}", f"{f['threshold']:.4f}", cell(f.get("val"), acc=False), *[cell(f.get(s)) for s in sets])
+        table.add_row(f"Model{int(k) + 1}", f"{f['threshold']:.4f}", cell(f.get("oof"), acc=False), *[cell(f.get(s)) for s in sets])
     if op.get("mean_fold_threshold") is not None:
         table.caption = (f"vote threshold (pooled out-of-fold val) {op['vote_threshold']:.4f}; "
                          f"mean of fold thresholds {op['mean_fold_threshold']:.4f}")

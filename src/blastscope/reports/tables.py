@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_run_tables", "metric_blocks", "val_title"]
+__all__ = ["print_run_tables", "metric_blocks", "val_title", "set_label"]
 
 
 def _positive_set(metrics: dict) -> list[str] | None:
@@ -49,8 +49,21 @@ def _entry_sets(entry: dict, key: str) -> tuple[dict, dict | None, dict]:
     """(per-fold entries, pooled val, votes) of an arm: the argmax ones, or the operating point's for ``op_auc``."""
     if key == "op_auc":
         op = entry.get("operating_point") or {}
-        return op.get("folds") or {}, op.get("pooled_val"), op.get("vote") or {}
-    return entry["folds"], entry["pooled_val"], entry["vote"]
+        return op.get("folds") or {}, op.get("pooled_oof"), op.get("vote") or {}
+    return entry["folds"], entry["pooled_oof"], entry["vote"]
+
+
+HELD_OUT_SOURCES = {"validation": "C-NMC validation_data, the preliminary test set",
+                    "test": "C-NMC testing_data, the final test set"}
+
+
+def set_label(s: str) -> str:
+    """What a person reads for a set name: ``oof`` is the out-of-fold set; every other set is a
+    held-out test set of subjects no fold trained on, with where it came from."""
+    if s == "oof":
+        return "out-of-fold"
+    source = HELD_OUT_SOURCES.get(s)
+    return f"held-out test set '{s}'" + (f" ({source})" if source else "")
 
 
 def val_title(metrics: dict) -> str:
@@ -75,7 +88,7 @@ def _sweep_table(title: str, rows_by_model: dict[str, list[dict]], vote: list[di
 
 
 def _guard_table(arm: str, s: str, guard: dict, metrics: dict) -> Table:
-    where = val_title(metrics).split(":")[0] if s == "val" else f"held-out '{s}'"
+    where = val_title(metrics).split(":")[0] if s == "oof" else set_label(s)
     table = Table(title=f"{arm}: did the SVM help? ({where}; accuracy, correct/cells [Wilson 95% CI])", title_justify="left")
     table.add_column("model")
     for col in ("CNN on cells it kept", "SVM on cells it answered", "CNN on those same cells", "verdict"):
@@ -116,36 +129,36 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
             console.print(f"[bold red]WARNING: {arm}: {models} predicted ONE class for every cell it scored (collapsed); "
                           "its scores say nothing about the method: train longer or lower the learning rate.")
     n = metrics["n_folds"]
-    sets = sorted({s for a in arms.values() for s in a["vote"]}) + ["val"]
+    sets = sorted({s for a in arms.values() for s in a["vote"]}) + ["oof"]
     for s in sets:
-        title = f"{val_title(metrics)} (last column pooled)" if s == "val" else f"held-out '{s}' set"
+        title = f"{val_title(metrics)} (last column pooled)" if s == "oof" else set_label(s)
         table = Table(title=f"{title}", title_justify="left")
         table.add_column("metric", no_wrap=True)
         table.add_column("architecture", no_wrap=True)
         for k in range(n):
             table.add_column(f"Model{k + 1}", justify="right")
-        table.add_column("Pooled" if s == "val" else "Majority vote", justify="right", style="bold")
+        table.add_column("Pooled" if s == "oof" else "Majority vote", justify="right", style="bold")
         for label, key in metric_blocks(metrics):
             for i, (arm, entry) in enumerate(arms.items()):
                 folds, pooled, vote = _entry_sets(entry, key)
                 cells = [_value(folds.get(str(k), {}).get(s), key) for k in range(n)]
-                last = pooled if s == "val" else vote.get(s)
+                last = pooled if s == "oof" else vote.get(s)
                 table.add_row(label if i == 0 else "", arm, *cells, _value(last, key), end_section=i == len(arms) - 1)
         console.print(table)
     for arm, entry in arms.items():
         for s, sweep in (entry.get("theta_sweep") or {}).items():
-            if s == "val":
+            if s == "oof":
                 continue
             vote = (entry.get("theta_sweep_vote") or {}).get(s)
-            console.print(_sweep_table(f"{arm}: weighted F1 vs theta on '{s}' (Table 5)", sweep, vote))
+            console.print(_sweep_table(f"{arm}: weighted F1 vs theta on the {set_label(s)} (Table 5)", sweep, vote))
             six = (entry.get("table6") or {}).get(s)
             if six:
-                console.print(_sweep_table(f"{arm}: weighted F1 on '{s}' at theta = 0 (CNN alone, SDCT-Net), the "
+                console.print(_sweep_table(f"{arm}: weighted F1 on the {set_label(s)} at theta = 0 (CNN alone, SDCT-Net), the "
                                            "recipe's theta and 1 (SVM alone) (Table 6)", six["folds"], six.get("vote")))
         for s, per_fold in (entry.get("contributions") or {}).items():
-            if s == "val":
+            if s == "oof":
                 continue
-            table = Table(title=f"{arm}: who answered on '{s}' (Table 8; correct/answered)", title_justify="left")
+            table = Table(title=f"{arm}: who answered on the {set_label(s)} (Table 8; correct/answered)", title_justify="left")
             table.add_column("classifier")
             for k in sorted(per_fold, key=int):
                 table.add_column(f"Model{int(k) + 1}", justify="right")
