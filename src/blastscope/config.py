@@ -185,6 +185,11 @@ class AuxConfig:
     training features, for inputs other than the paper's (e.g. fewer spectral features).
     ``"auto"`` for ``C``, ``gamma``, ``standardize`` or ``theta`` chooses them on training subjects
     only (:mod:`blastscope.estimators.aux_search`); the chosen values are written to ``fold.json``.
+    ``svm_cells``: which correctly classified cells train the SVM: ``fit`` (default) the fold's
+    fit subjects; ``all_training`` every training cell of the run, the fold's own validation fold
+    included, as the authors' released code does. The SVM has then seen the cells it is scored on
+    out of fold (and the selection cells its Platt scaling reads): tables and fold.json say so,
+    and only held-out test sets are unbiased for that arm.
     """
 
     C: float | str = 10.0
@@ -192,8 +197,11 @@ class AuxConfig:
     standardize: bool | str = False
     theta: float | str = 0.9
     sweep: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+    svm_cells: Literal["fit", "all_training"] = "fit"
 
     def __post_init__(self) -> None:
+        if self.svm_cells not in ("fit", "all_training"):
+            raise ConfigError(f"aux.svm_cells must be fit or all_training, got {self.svm_cells!r}")
         if not (self.theta == "auto" or (isinstance(self.theta, (int, float)) and not isinstance(self.theta, bool)
                                          and 0.0 <= self.theta <= 1.0)):
             raise ConfigError(f"aux.theta must be in [0, 1] or 'auto', got {self.theta!r}")
@@ -241,9 +249,12 @@ class ArmConfig:
     augment: str | None = None
     augment_minority_only: bool | None = None
     balance: Literal["oversample", "none"] | None = None
+    stain_od: Literal["log10", "ln"] = "log10"  # OD log of the Macenko estimate that initialises an SD layer
 
     def __post_init__(self) -> None:
         where = f"arms[{self.name}]"
+        if self.stain_od not in ("log10", "ln"):
+            raise ConfigError(f"{where}.stain_od must be log10 or ln, got {self.stain_od!r}")
         _check_training(where, self.augment, self.augment_minority_only, self.balance)
         if self.aux is not None:
             given = [k for k in TRAINING_OVERRIDES if getattr(self, k) is not None]

@@ -29,7 +29,7 @@ def _key(a: np.ndarray) -> str:
 
 @pytest.fixture
 def recorded(tiny_synthetic, tmp_path, monkeypatch, request):
-    selection = request.param
+    selection, _, svm_cells = request.param.partition("+")
     calls: dict[str, list] = {"fit": [], "svm_fit": [], "calibrate": [], "features": {}}
     real_fit, real_predict = cv.fit, cv.predict_arrays
     real_svm_fit, real_calibrate = SpectralSVM.fit, SpectralSVM.calibrate
@@ -62,7 +62,11 @@ def recorded(tiny_synthetic, tmp_path, monkeypatch, request):
     monkeypatch.setattr(SpectralSVM, "fit", svm_fit)
     monkeypatch.setattr(SpectralSVM, "calibrate", calibrate)
     run = tmp_path / "run"
-    config = resolve_config("sdct_auxnet", "quick", OVERRIDES + [f"data.selection={selection}"])
+    extra = [f"data.selection={selection}"]
+    if svm_cells:
+        extra.append("arms=[{name: sd_net, model: sd_net}, {name: sdct_net, model: sdct_net}, {name: sdct_auxnet, "
+                     f"source: sdct_net, aux: {{C: 10.0, gamma: scale, theta: 0.9, svm_cells: {svm_cells}}}}}]")
+    config = resolve_config("sdct_auxnet", "quick", OVERRIDES + extra)
     plan = cv.run_cv(config, read_dataset(tiny_synthetic), run, folds=[0])
     images = np.load(next((run / "cache").glob("*.npy")), mmap_mode="r")
     row_of = {_key(x): i for i, x in enumerate(images)}
@@ -131,3 +135,24 @@ def test_paper_protocol_selects_on_the_validation_fold_and_says_so(recorded):
     console = Console(record=True, width=200)
     print_run_tables(metrics, console)
     assert "selection fold (optimistic)" in console.export_text()
+
+
+@pytest.mark.parametrize("recorded", ["inner+all_training"], indirect=True)
+def test_released_svm_cells_read_the_scored_fold_and_the_tables_say_so(recorded):
+    """``aux.svm_cells: all_training`` (the released code): the SVM's training cells include the scored
+    fold's, fold.json records it and the tables warn that the arm's out-of-fold scores are optimistic."""
+    from rich.console import Console
+
+    from blastscope.reports.tables import print_run_tables
+
+    _, plan, run, calls, row_of = recorded
+    rows = cv.fold_rows(plan, 0)
+    (svm_keys,) = calls["svm_fit"]
+    svm_rows = _rows([calls["features"][k] for k in svm_keys], row_of)
+    assert svm_rows & set(rows.scored.tolist()) and svm_rows & set(rows.fit.tolist())
+    info = json.loads((run / "arms/sdct_auxnet/fold_1/fold.json").read_text())
+    assert info["svm_cells"] == "all_training" and info["svm_saw_scored_fold"] is True
+    metrics = aggregate_run(run, require_complete=False)
+    console = Console(record=True, width=250)
+    print_run_tables(metrics, console)
+    assert "sdct_auxnet: its SVM trained on every training cell" in console.export_text()

@@ -95,3 +95,36 @@ def test_macenko_on_real_cnmc_cell():
     np.testing.assert_allclose(np.linalg.norm(m, axis=1), 1.0, atol=1e-12)
     assert m[0, 0] >= m[1, 0] and m[:2].sum(axis=1).min() > 0
     assert abs(np.linalg.det(m)) > 1e-3  # invertible: usable as an SD-layer initialisation
+
+
+def test_natural_log_od_is_the_log10_estimate_at_a_rescaled_threshold():
+    """Invariant: ln OD = ln(10) * log10 OD, and the stain directions are scale-free, so the ln estimate
+    at threshold t equals the log10 estimate at t / ln(10), and differs from the log10 one at t on an
+    image with faint pixels (two stains, concentrations down to zero, OD noise)."""
+    rng = np.random.default_rng(0)
+    stains = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])
+    stains /= np.linalg.norm(stains, axis=1, keepdims=True)
+    od = (rng.random((4000, 2)) * [0.6, 0.4]) @ stains + rng.normal(0, 0.02, (4000, 3))
+    rgb = (np.clip(10.0 ** -od, 1e-3, 1.0).reshape(40, 100, 3) * 255).round().astype(np.uint8)
+    ln = macenko_stain_matrix(rgb, od_threshold=0.15, od_log="ln")
+    np.testing.assert_allclose(ln, macenko_stain_matrix(rgb, od_threshold=0.15 / np.log(10.0)), atol=1e-9)
+    assert np.abs(ln - macenko_stain_matrix(rgb, od_threshold=0.15)).max() > 0.01
+    with pytest.raises(ValueError, match="od_log"):
+        macenko_stain_matrix(rgb, od_log="log2")
+
+
+def test_the_code_recipe_initialises_its_sd_layer_from_the_natural_log_estimate(tiny_synthetic, tmp_path):
+    from blastscope.config import resolve_config
+    from blastscope.data.readers import read_dataset
+    from blastscope.evaluation import cross_validation as cv
+
+    config = resolve_config("sdct_auxnet_code", "quick", ["train.epochs=1", "data.resize=64", "train.max_train_batches=1",
+                                                          "data.selection=fold"])
+    assert config.arms[0].stain_od == "ln" and resolve_config("sdct_auxnet").arms[0].stain_od == "log10"
+    plan = cv.run_cv(config, read_dataset(tiny_synthetic), tmp_path / "run", folds=[0])
+    import json
+
+    info = json.loads((tmp_path / "run" / "arms" / "sdct_net" / "fold_1" / "fold.json").read_text())
+    images = np.load(next((tmp_path / "run" / "cache").glob("*.npy")), mmap_mode="r")
+    first = np.asarray(images[cv.fold_rows(plan, 0).fit[0]])
+    np.testing.assert_allclose(info["stain_matrix"], macenko_stain_matrix(first, od_log="ln"), atol=1e-12)

@@ -264,6 +264,7 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
             info = json.loads((fold_dir(run_dir, arm, k) / "fold.json").read_text())
             entry["folds"][str(k)] = {"info": info, **{s: summarise(gs, classes, positive) for s, gs in g.groupby("set")}}
         val = a[a["set"] == "oof"]
+        entry["svm_saw_scored_fold"] = any(f["info"].get("svm_saw_scored_fold") for f in entry["folds"].values())
         entry["collapsed"] = _collapsed(a)
         if entry["collapsed"]:
             logger.warning("%s: fold model(s) %s predicted one class for every cell they scored (collapsed)", arm,

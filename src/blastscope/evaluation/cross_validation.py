@@ -196,12 +196,12 @@ def build_arm_model(arm: ArmConfig, num_classes: int, stain_matrix: np.ndarray |
     return create_model(arm.model, num_classes=num_classes, **kwargs)
 
 
-def _reference_stain(images: np.ndarray) -> np.ndarray | None:
-    """Macenko estimate from one reference training cell (the released code uses one cell)."""
+def _reference_stain(images: np.ndarray, od_log: str = "log10") -> np.ndarray | None:
+    """Macenko estimate from one reference training cell (the released code uses one cell, with ``od_log="ln"``)."""
     from blastscope.ops.stain import macenko_stain_matrix
 
     try:
-        return macenko_stain_matrix(np.asarray(images[0]))
+        return macenko_stain_matrix(np.asarray(images[0]), od_log=od_log)
     except ValueError as e:
         logger.warning("Macenko stain estimate failed on the reference cell (%s); using the default matrix", e)
         return None
@@ -281,7 +281,7 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     rows = fold_rows(plan, k)
     train_rows, val_rows = rows.fit, rows.select  # "oof" of the trainer = the rows that choose the best epoch
     train_images = arrays["all"][train_rows]
-    stain = _reference_stain(train_images) if "stain_matrix" in inspect.signature(model_info(arm.model).fn).parameters else None
+    stain = _reference_stain(train_images, arm.stain_od) if "stain_matrix" in inspect.signature(model_info(arm.model).fn).parameters else None
     torch.manual_seed(cfg.train.seed)  # the initial weights must not depend on earlier folds: a resumed run skips them
     model = build_arm_model(arm, len(data.classes), stain, {n: m for n, (m, _) in trained.items()})
     model_input = _fitted_input(arm, arm_dir, train_images)
@@ -361,12 +361,16 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     aux = arm.aux
     cnn, model_input = trained
     rows = fold_rows(plan, k)
-    train_rows = rows.fit
+    train_rows = rows.fit if aux.svm_cells == "fit" else np.flatnonzero(plan.index["fold"].to_numpy() >= 0)
     bs = plan.config.train.eval_batch_size
     logp, feats = predict_arrays(cnn, arrays["all"][train_rows], bs, spectral=True, progress=progress,
                                  desc=f"{arm.name} features", input_fn=model_input)
     correct = logp.argmax(1) == plan.y[train_rows]
-    info: dict = {"svm_train_cells": int(correct.sum()), "cnn_train_accuracy": float(correct.mean())}
+    info: dict = {"svm_train_cells": int(correct.sum()), "cnn_train_accuracy": float(correct.mean()),
+                  "svm_cells": aux.svm_cells, "svm_saw_scored_fold": aux.svm_cells == "all_training"}
+    if aux.svm_cells == "all_training":
+        logger.warning("fold %d: the SVM trains on every training cell, this fold's validation cells included "
+                       "(aux.svm_cells: all_training, the released code): its out-of-fold scores are optimistic", k + 1)
     X = feats[correct]
     C, gamma, standardize = aux.C, aux.gamma, aux.standardize
     if aux.searched and len(X):

@@ -76,6 +76,7 @@ def macenko_stain_matrix(
     rgb: np.ndarray | Sequence[np.ndarray],
     od_threshold: float = 0.15,
     percentile: float = 99.9,
+    od_log: str = "log10",
 ) -> np.ndarray:
     """Macenko-style estimate of the stain matrix from one or more reference images.
 
@@ -96,12 +97,17 @@ def macenko_stain_matrix(
             Pixels of all images are pooled.
         od_threshold: OD-norm threshold, >= 0.
         percentile: angle percentile in (50, 100].
+        od_log: "log10" (``-log10 I``, the SD layer's optical density) or "ln" (``-ln I``, what the
+            released code's Macenko step uses). The stain directions are scale-free; the log only
+            changes which pixels pass ``od_threshold`` (ln OD norms are 2.3 times larger).
 
     Returns:
         3 x 3 float64 array, one unit-length stain vector per row.
     """
     if od_threshold < 0:
         raise ValueError(f"od_threshold must be >= 0, got od_threshold={od_threshold}")
+    if od_log not in ("log10", "ln"):
+        raise ValueError(f"od_log must be 'log10' or 'ln', got od_log={od_log!r}")
     if not 50.0 < percentile <= 100.0:
         raise ValueError(f"percentile must be in (50, 100], got percentile={percentile}")
     images = [rgb] if isinstance(rgb, np.ndarray) and rgb.ndim == 3 else list(rgb)
@@ -109,6 +115,8 @@ def macenko_stain_matrix(
         raise ValueError("rgb must hold at least one image, got an empty sequence")
     pixels = np.concatenate([_as_unit_float(im).reshape(-1, 3) for im in images], axis=0)
     od = optical_density(torch.from_numpy(pixels)).numpy()
+    if od_log == "ln":  # the released code's natural-log OD: the same directions, 2.3x the norms
+        od = od * np.log(10.0)
     od = od[np.linalg.norm(od, axis=1) > od_threshold]
     if od.shape[0] < 3:
         raise ValueError(

@@ -124,6 +124,10 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
         console.print(f"Binary question: {positive} against {negative}; positive score = sum of the probabilities "
                       f"of {', '.join(positive_set)}. Per-class rows stay per class.")
     for arm, entry in arms.items():
+        if entry.get("svm_saw_scored_fold"):
+            console.print(f"[bold red]WARNING: {arm}: its SVM trained on every training cell, each fold's own validation "
+                          "cells included (aux.svm_cells: all_training, the released code): its out-of-fold scores are "
+                          "optimistic; only the held-out test sets are unbiased for it.")
         if entry.get("collapsed"):
             models = ", ".join(f"Model{k + 1}" for k in entry["collapsed"])
             console.print(f"[bold red]WARNING: {arm}: {models} predicted ONE class for every cell it scored (collapsed); "
