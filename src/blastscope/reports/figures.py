@@ -89,7 +89,7 @@ def roc_section(data: RunData, fig: FigureWriter) -> str:
                 ci = delong_auc_ci(y, score)
                 curves.append({"label": arm, "fpr": fpr, "tpr": tpr, "auc": ci["auc"], "low": ci["low"], "high": ci["high"]})
             if curves:
-                png = plots.roc_curves(curves, f"{_set_label(s)}\n" + textwrap.fill(what, 48))  # a set's names are long
+                png = plots.roc_curves(curves, textwrap.fill(_set_label(s), 48) + "\n" + textwrap.fill(what, 48))  # a set's names are long
                 out.append(fig(f"roc_{s}_{key}", png, f"ROC, {_set_label(s)}, {what}; AUC with DeLong 95% CI "
                                                       "(held-out sets: mean probability of the fold models)"))
     if len(out) == 1:
@@ -122,7 +122,7 @@ def theta_section(data: RunData, fig: FigureWriter) -> str:
             if vote_rows:
                 series["Majority vote"] = {key: [r[key] for r in vote_rows] for key, _ in panels}
             png = plots.theta_sweep(thetas, series, panels, f"{arm}: {_set_label(s) if s != 'oof' else 'out-of-fold, each model on its own validation fold'}")
-            out.append(fig(f"theta_{arm}_{s}", png, f"{arm}: scores against theta on the {_set_label(s)} set (Fig. 10 layout)"))
+            out.append(fig(f"theta_{arm}_{s}", png, f"{arm}: scores against theta, {_set_label(s)} (Fig. 10 layout)"))
     if len(out) == 1:
         out.append(note("No auxiliary-classifier arm in this recipe: no theta sweep."))
     return "\n".join(out)
