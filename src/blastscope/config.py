@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -18,7 +20,7 @@ import yaml
 __all__ = [
     "DataConfig", "OptimConfig", "ScheduleConfig", "TrainConfig", "AuxConfig", "ArmConfig", "RunConfig",
     "ConfigError", "load_recipe", "list_recipes", "resolve_config", "config_to_dict", "config_from_dict",
-    "TRAINING_OVERRIDES", "arm_training", "check_positive",
+    "TRAINING_OVERRIDES", "arm_training", "check_positive", "check_file_name", "safe_yaml",
 ]
 
 # The data settings an arm may override for its own training (None in the arm = data.<key>).
@@ -43,6 +45,19 @@ def _check_training(where: str, augment: Any, augment_minority_only: Any, balanc
         raise ConfigError(f"{where}.augment_minority_only must be true or false, got {augment_minority_only!r}")
     if balance is not None and (not isinstance(balance, str) or balance not in BALANCE):
         raise ConfigError(f"{where}.balance must be one of {list(BALANCE)}, got {balance!r}")
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def check_file_name(name: Any, what: str) -> str:
+    """``name`` if it is safe as one folder or file name (it becomes one: ``arms/<arm>/``, figure
+    files per class): 1-64 of letters, digits, ``_ . + -``, starting with a letter or digit (so no
+    path separators, no ``..``, no leading dot). Raises :class:`ConfigError` naming ``what``."""
+    if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
+        raise ConfigError(f"{what} {name!r} cannot be used: it becomes a folder or file name, so it must be 1-64 letters, "
+                          "digits, '_', '.', '+' or '-', starting with a letter or digit")
+    return name
 
 
 def check_positive(positive: Any, classes: Any, where: str = "data.positive",
@@ -111,6 +126,8 @@ class DataConfig:
             raise ConfigError(f"data.inner_folds must be an integer >= 2, got {self.inner_folds!r}")
         if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise ConfigError(f"data.classes must be two or more distinct names, got {list(self.classes)}")
+        for c in self.classes:
+            check_file_name(c, "data.classes entry")
         positive = check_positive(self.positive, self.classes)
         object.__setattr__(self, "positive", positive if isinstance(positive, str) else tuple(positive))
         if self.fold_mode != "dataset" and self.folds < 2:
@@ -252,6 +269,7 @@ class ArmConfig:
     stain_od: Literal["log10", "ln"] = "log10"  # OD log of the Macenko estimate that initialises an SD layer
 
     def __post_init__(self) -> None:
+        check_file_name(self.name, "arm name")
         where = f"arms[{self.name}]"
         if self.stain_od not in ("log10", "ln"):
             raise ConfigError(f"{where}.stain_od must be log10 or ln, got {self.stain_od!r}")
@@ -359,6 +377,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
                 value = _build(sub, value, f"{where}.{name}".lstrip("."))
         elif isinstance(value, list):
             value = tuple(value)
+        for v in (value if isinstance(value, tuple) else (value,)):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f'{where}.' if where else ''}{name} must be a finite number, got {value!r}")
         if (f.type == "int" or (f.type == "int | None" and value is not None)) and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"{f'{where}.' if where else ''}{name} must be an integer, got {value!r}")
         kwargs[name] = value
@@ -407,6 +428,23 @@ def list_recipes() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("blastscope.recipes").iterdir() if p.name.endswith(".yaml"))
 
 
+class _SafeNoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: ``*name`` references let a few bytes expand to gigabytes
+    ("billion laughs"); recipes and overrides never need them."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(None, None, f"YAML aliases (*{event.anchor}) are not allowed",
+                                                    event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str):
+    """``yaml.safe_load`` that refuses aliases (:class:`_SafeNoAliasLoader`); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_SafeNoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_recipe(name_or_path: str) -> dict:
     """Raw recipe mapping from a shipped recipe name or a YAML file path."""
     path = Path(name_or_path)
@@ -418,7 +456,7 @@ def load_recipe(name_or_path: str) -> dict:
             raise ConfigError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(list_recipes())}")
         text = res.read_text()
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {name_or_path!r} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
@@ -431,9 +469,10 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {item!r} must look like key.sub=value")
     key, value = item.split("=", 1)
     try:
-        return key.strip().split("."), yaml.safe_load(value)
+        return key.strip().split("."), safe_yaml(value)
     except yaml.YAMLError as e:
-        raise ConfigError(f"override {item!r}: the value is not valid YAML ({e})") from None
+        shown = item if len(item) <= 80 else item[:77] + "..."
+        raise ConfigError(f"override of {key.strip()!r} ({shown!r}): the value is not valid YAML ({e})") from None
 
 
 def resolve_config(recipe: str, profile: str | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -469,4 +508,4 @@ def save_config(config: RunConfig, path: Path) -> None:
 
 
 def read_config(path: Path) -> RunConfig:
-    return config_from_dict(yaml.safe_load(Path(path).read_text()))
+    return config_from_dict(safe_yaml(Path(path).read_text()))

@@ -207,6 +207,9 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
         if distributed:
             loss_sum, correct, seen = ddp.all_reduce_sum([loss_sum, correct, seen])
             correct, seen = int(correct), int(seen)
+        if not math.isfinite(loss_sum):
+            raise ValueError(f"{desc}, epoch {epoch + 1}: the training loss is not finite ({loss_sum}); lower "
+                             "train.optimizer.lr or check the data (the last finished epoch is kept for a resume)")
         val_logp = _validate(model, val_images, cfg.eval_batch_size, input_fn)
         val_labels_arr = np.asarray(val_labels)
         val_loss = float(-val_logp[np.arange(len(val_labels_arr)), val_labels_arr].mean()) if len(val_labels_arr) else float("nan")
