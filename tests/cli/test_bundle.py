@@ -66,3 +66,21 @@ def test_predict_one_subject_and_clear_errors(tiny_bundle, cells, tmp_path):
     empty.mkdir()
     bad = CliRunner().invoke(main, ["predict", str(empty), str(cells), "--out", str(out)])
     assert bad.exit_code == 2 and "manifest missing" in bad.output
+
+
+def test_predict_never_overwrites_inputs_or_its_own_outputs(tiny_bundle, cells, tmp_path):
+    """``--out x.json`` would write the CSV and the JSON to one file; ``--out <an input image>`` would replace
+    the image with CSV text; an existing output is kept unless --overwrite is given."""
+    victim = sorted(cells.glob("*.bmp"))[1]
+    before = victim.read_bytes()
+    clash = CliRunner().invoke(main, ["predict", str(tiny_bundle), str(cells), "--out", str(victim)])
+    assert clash.exit_code == 2 and "is an input" in clash.output and victim.read_bytes() == before
+    same = CliRunner().invoke(main, ["predict", str(tiny_bundle), str(cells), "--out", str(tmp_path / "x.json")])
+    assert same.exit_code == 2 and "would overwrite each other" in same.output and not (tmp_path / "x.json").exists()
+    out = tmp_path / "p.csv"
+    assert _run("predict", tiny_bundle, cells, "--out", out).exit_code == 0
+    out.write_text("keep me")
+    again = CliRunner().invoke(main, ["predict", str(tiny_bundle), str(cells), "--out", str(out)])
+    assert again.exit_code == 2 and "already exist" in again.output and out.read_text() == "keep me"
+    assert _run("predict", tiny_bundle, cells, "--out", out, "--overwrite").exit_code == 0
+    assert out.read_text().startswith("file,")

@@ -215,3 +215,21 @@ def test_zero_sized_header(tmp_path, no_decoding):
     path = tmp_path / "empty.bmp"
     path.write_bytes(_bmp_header(0, 10))
     _refused(path)
+
+
+def test_opencv_prints_nothing_of_its_own_for_a_corrupt_file(tmp_path):
+    """Only the file name and the reason reach the user: OpenCV's own "[ERROR:...] loadsave.cpp" lines
+    (which it writes to stderr from C++) are silenced. Checked in a fresh process, on a cut real BMP."""
+    import subprocess
+    import sys
+
+    samples = sorted((Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cnmc-samples" / "labeled").glob("*.bmp"))
+    if not samples:
+        pytest.skip("real C-NMC sample cells not found under ../shared/data/cnmc-samples")
+    cut = tmp_path / "cut.bmp"
+    cut.write_bytes(samples[0].read_bytes()[:2000])
+    code = ("import sys; from blastscope.data.decode import read_image\n"
+            "try:\n    read_image(sys.argv[1])\nexcept Exception as e:\n    print('failed:', e)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(cut)], capture_output=True, text=True, timeout=120)
+    assert "failed:" in done.stdout and "truncated or corrupt" in done.stdout
+    assert "[ERROR" not in done.stderr and "loadsave" not in done.stderr, done.stderr

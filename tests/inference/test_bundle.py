@@ -165,3 +165,24 @@ def test_export_refusals(tiny_run, tiny_bundle, tmp_path):
     with pytest.raises(BundleError, match="fold 2 of arm 'sdct_auxnet' is not finished"):
         export_bundle(partial, tmp_path / "y")
     assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y.tmp-*"))
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"preprocess": {"canvas": 60000, "resize": 64, "threshold": 0}}, r"preprocess.canvas must be null or an integer in \[16, 2048\], got 60000"),
+    ({"preprocess": {"canvas": 350, "resize": 10**6, "threshold": 0}}, r"preprocess.resize .* got 1000000"),
+    ({"preprocess": {"canvas": 350, "resize": 64, "threshold": 0, "extra": 1}}, r"unknown key\(s\) \['extra'\]"),
+    ({"theta": "abc"}, r"theta must be a number in \[0, 1\], got 'abc'"),
+    ({"fold_thetas": [0.9, 7, 0.9]}, r"fold_thetas must be numbers in \[0, 1\]"),
+    ({"class_names": ["hem"] * 100}, r"class_names must be 2 to 64 names"),
+])
+def test_settings_out_of_bounds_are_refused_before_allocating(tiny_bundle, tmp_path, change, message):
+    """A bundle whose manifest was recomputed after editing its settings still meets bounds checks with a
+    clear error naming bundle.json (``canvas: 60000`` would otherwise ask for ~11 GB)."""
+    from blastscope.inference.predictor import Predictor
+
+    b = _copy(tiny_bundle, tmp_path)
+    meta = json.loads((b / "bundle.json").read_text())
+    (b / "bundle.json").write_text(json.dumps({**meta, **change}))
+    write_manifest(b)
+    with pytest.raises(BundleError, match=message):
+        Predictor(b)

@@ -59,6 +59,29 @@ def _records(frame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+def predict_outputs(out: Path) -> list[Path]:
+    """The files ``predict --out OUT`` writes: OUT (per-cell CSV), OUT's .json and OUT_subjects.csv."""
+    return [out, out.with_suffix(".json"), out.with_name(f"{out.stem}_subjects.csv")]
+
+
+def _check_outputs(out: Path, inputs: list[Path], others: list[Path], overwrite: bool) -> None:
+    """Refuse outputs that collide with each other or with an input, and existing ones without --overwrite."""
+    import os
+
+    outputs = predict_outputs(out)
+    real = [os.path.realpath(p) for p in outputs]
+    if len(set(real)) < len(real):
+        _fail(f"--out {out}: its outputs {', '.join(map(str, outputs))} would overwrite each other; "
+              "give the per-cell CSV a .csv name")
+    read = {os.path.realpath(p) for p in [*inputs, *others]}
+    clash = [p for p, r in zip(outputs, real) if r in read]
+    if clash:
+        _fail(f"--out {out}: {', '.join(map(str, clash))} is an input; choose another --out")
+    existing = [p for p in outputs if p.exists()]
+    if existing and not overwrite:
+        _fail(f"--out {out}: {', '.join(map(str, existing))} already exist(s); choose another --out or pass --overwrite")
+
+
 @main.command("predict")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("inputs", nargs=-1, required=True)
@@ -73,8 +96,10 @@ def _records(frame) -> list[dict]:
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
               help="Subject decision threshold on the fraction of leukemic cells.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace output files that already exist (never an input file).")
 def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, subject: str | None,
-                subjects_csv: Path | None, review_below: float, threshold: float, batch_size: int) -> None:
+                subjects_csv: Path | None, review_below: float, threshold: float, batch_size: int,
+                overwrite: bool) -> None:
     """Predict INPUTS (files, folders, globs) with BUNDLE: per cell, per subject, and the files that failed.
 
     Exit status 0 when at least one cell was predicted (failed files are listed on stderr and in
@@ -103,6 +128,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar)
     except (BundleError, ValueError) as e:
         _fail(str(e))
+    _check_outputs(out, files, [subjects_csv] if subjects_csv is not None else [], overwrite)  # before any work
     card = predictor.bundle.spec.get("model_card") or {}
     if (card.get("training_data") or {}).get("synthetic"):
         click.echo("warning: this model was trained on blastscope's SYNTHETIC cells, not on real patients' cells; "

@@ -21,6 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# OpenCV prints its own "[ERROR:0@...] loadsave.cpp" lines for bad data; every failure is reported
+# here with the file name and the reason instead, so OpenCV's logger is silenced.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 __all__ = ["ImageReadError", "UnreadableImagesError", "read_image", "IMAGE_SUFFIXES", "IMAGE_FORMATS", "MAX_PIXELS"]
 
 IMAGE_SUFFIXES = (".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".png")

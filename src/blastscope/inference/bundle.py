@@ -194,10 +194,41 @@ def _check_meta(path: Path, meta: Any) -> None:
         raise BundleError(f"{where}: missing key(s) {missing}")
     if not meta["folds"]:
         raise BundleError(f"{where}: lists no fold models")
+    _check_bounds(where, meta)
     try:
         normalize_positive(meta["class_names"], meta["positive"])
     except (TypeError, ValueError) as e:
         raise BundleError(f"{where}: bad positive {meta['positive']!r} ({e})") from None
+
+
+MAX_SIDE = 2048  # pixels: a cell image side; the papers use 100-450
+MAX_FOLDS = 64
+MAX_CLASSES = 64
+
+
+def _check_bounds(where: Path, meta: dict) -> None:
+    """Settings that size allocations must be sane before anything is allocated: a manifest proves the
+    files are unchanged, not that their author chose sane values (``canvas: 60000`` would ask for
+    ~11 GB per image batch)."""
+    prep = meta["preprocess"]
+    if not isinstance(prep, dict):
+        raise BundleError(f"{where}: preprocess must be a mapping, got {prep!r}")
+    unknown = set(prep) - {"canvas", "resize", "threshold"}
+    if unknown:
+        raise BundleError(f"{where}: preprocess has unknown key(s) {sorted(unknown)}")
+    for key in ("canvas", "resize"):
+        value = prep.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= MAX_SIDE):
+            raise BundleError(f"{where}: preprocess.{key} must be null or an integer in [16, {MAX_SIDE}], got {value!r}")
+    if not isinstance(meta["folds"], list) or len(meta["folds"]) > MAX_FOLDS:
+        raise BundleError(f"{where}: folds must be a list of at most {MAX_FOLDS} fold models")
+    classes = meta["class_names"]
+    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES or not all(isinstance(c, str) for c in classes):
+        raise BundleError(f"{where}: class_names must be 2 to {MAX_CLASSES} names, got {classes!r}")
+    theta = meta.get("theta")
+    if theta is not None and theta != "auto" and not (isinstance(theta, (int, float)) and not isinstance(theta, bool)
+                                                     and 0.0 <= theta <= 1.0):
+        raise BundleError(f"{where}: theta must be a number in [0, 1], got {theta!r}")
 
 
 def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
