@@ -84,3 +84,27 @@ def test_predict_never_overwrites_inputs_or_its_own_outputs(tiny_bundle, cells, 
     assert again.exit_code == 2 and "already exist" in again.output and out.read_text() == "keep me"
     assert _run("predict", tiny_bundle, cells, "--out", out, "--overwrite").exit_code == 0
     assert out.read_text().startswith("file,")
+
+
+def test_formula_text_from_names_is_neutralised_in_the_csvs(tiny_bundle, cells, tmp_path):
+    """A subject id like ``=cmd|' /C calc'!A0`` reaches the per-cell and per-subject CSVs as text that a
+    spreadsheet does not run (a leading '), while the JSON keeps it raw and numbers stay numbers."""
+    evil = "=cmd|' /C calc'!A0"
+    out = tmp_path / "p.csv"
+    result = _run("predict", tiny_bundle, cells, "--out", out, "--subject", evil)
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert set(rows["subject_id"]) == {"'" + evil}
+    assert pd.read_csv(tmp_path / "p_subjects.csv", keep_default_na=False)["subject_id"].tolist() == ["'" + evil]
+    assert {c["subject_id"] for c in json.loads(out.with_suffix(".json").read_text())["cells"]} == {evil}
+    ok = rows[rows["status"] == "ok"]
+    assert pd.to_numeric(ok["p_all"]).between(0, 1).all()
+
+
+def test_spreadsheet_safe_touches_text_only():
+    from blastscope.engine.atomic import spreadsheet_safe
+
+    frame = pd.DataFrame({"t": ["=1+1", "+x", "-y", "@z", "ok", "\tq"], "n": [-1.5, 2.0, -3.0, 0.0, 1.0, 2.0]})
+    safe = spreadsheet_safe(frame)
+    assert safe["t"].tolist() == ["'=1+1", "'+x", "'-y", "'@z", "ok", "'\tq"] and safe["n"].tolist() == frame["n"].tolist()
+    assert frame["t"].iloc[0] == "=1+1"  # the input is not changed

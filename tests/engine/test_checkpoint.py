@@ -50,3 +50,22 @@ def test_state_round_trip_restores_optimizer_and_rng(tmp_path):
     for p, q in zip(opt.state_dict()["state"].values(), opt2.state_dict()["state"].values()):
         assert torch.equal(p["momentum_buffer"], q["momentum_buffer"])
     assert load_state(tmp_path / "none", model2, opt2) is None
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_follow_the_umask(tmp_path, mask, mode):
+    """Run-folder files are written through a temporary file (mkstemp makes it 0600); the result must
+    have the mode any other new file gets under the process umask, like bundles and reports."""
+    import os
+    import stat
+
+    from blastscope.engine.atomic import atomic_write_json, atomic_write_text
+
+    old = os.umask(mask)
+    try:
+        atomic_write_text(tmp_path / "a.csv", "x\n")
+        atomic_write_json(tmp_path / "b.json", {"a": 1})
+    finally:
+        os.umask(old)
+    for name in ("a.csv", "b.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode

@@ -105,7 +105,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     Exit status 0 when at least one cell was predicted (failed files are listed on stderr and in
     the outputs), 1 when none could be, 2 for unusable arguments or a bundle that fails verification.
     """
-    from blastscope.engine.atomic import atomic_write_json, atomic_write_text
+    from blastscope.engine.atomic import atomic_write_json, atomic_write_text, spreadsheet_safe
     from blastscope.inference.files import (
         collect_inputs,
         read_subjects_csv,
@@ -140,8 +140,8 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     cells, positive = result.cells, predictor.bundle.positive
     subjects = summarise_subjects(cells, positive, threshold)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, cells.to_csv(index=False))
-    atomic_write_text(out.with_name(f"{out.stem}_subjects.csv"), subjects.to_csv(index=False))
+    atomic_write_text(out, spreadsheet_safe(cells).to_csv(index=False))
+    atomic_write_text(out.with_name(f"{out.stem}_subjects.csv"), spreadsheet_safe(subjects).to_csv(index=False))
     spec = predictor.bundle.spec
     atomic_write_json(out.with_suffix(".json"), {
         "bundle": {"path": str(bundle), "recipe": spec.get("recipe"), "arm": spec["arm"], "model": spec["model"]["id"],

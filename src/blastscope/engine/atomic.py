@@ -7,7 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_bytes"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_bytes", "spreadsheet_safe"]
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -17,6 +19,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file follows the umask like any other
         write(Path(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -24,6 +27,13 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter before Python 3.13's os)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -48,3 +58,15 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def spreadsheet_safe(frame):
+    """A copy of the DataFrame ``frame`` whose text cells cannot run as spreadsheet formulas: a cell
+    starting with ``= + - @`` (or a tab / carriage return) gets a leading ``'`` (OWASP's CSV-injection
+    advice), e.g. a subject id ``=cmd|' /C calc'!A0``. Numbers are untouched (``-0.5`` stays a number).
+    For CSVs people open in spreadsheets; the JSON beside them keeps the raw values."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or str(out[col].dtype).startswith(("string", "str")):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v)
+    return out
