@@ -108,3 +108,15 @@ def test_spreadsheet_safe_touches_text_only():
     safe = spreadsheet_safe(frame)
     assert safe["t"].tolist() == ["'=1+1", "'+x", "'-y", "'@z", "ok", "'\tq"] and safe["n"].tolist() == frame["n"].tolist()
     assert frame["t"].iloc[0] == "=1+1"  # the input is not changed
+
+
+@pytest.mark.parametrize("subject", ["[/]", "[link=http://127.0.0.1/x]P1[/link]", "\x1b[31mRED\x1b[0m", "[bold]B"])
+def test_names_are_shown_literally_never_as_markup_or_escapes(tiny_bundle, cells, tmp_path, subject):
+    """A subject id is shown as written: rich markup (``[/]`` used to end in MarkupError after the outputs
+    were written) is not interpreted, a link is not hidden, terminal escape sequences are removed."""
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(main, ["predict", str(tiny_bundle), str(cells), "--out", str(out), "--subject", subject])
+    assert result.exit_code == 0, result.output
+    shown = subject.replace("\x1b[31m", "").replace("\x1b[0m", "")
+    assert shown in result.output and "\x1b[" not in result.output
+    assert json.loads(out.with_suffix(".json").read_text())["subjects"][0]["subject_id"] == subject

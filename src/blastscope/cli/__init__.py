@@ -30,8 +30,31 @@ def _console():
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
+_CONTROL = None
+
+
+def terminal_safe(text: object) -> str:
+    """``text`` with terminal escape sequences and other control characters (but newlines and tabs)
+    removed, for names echoed to a terminal: a file or subject name must not move the cursor,
+    recolour the screen or hide what follows."""
+    global _CONTROL
+    import re
+
+    if _CONTROL is None:
+        _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b.|[\x00-\x08\x0b-\x1f\x7f\x9b]")
+    return _CONTROL.sub("", str(text))
+
+
+def user_text(text: object):
+    """A ``rich.text.Text`` of a user string (subject id, file name): shown literally, never read as
+    rich markup (``[/]`` or ``[link=...]``), and with escape sequences removed."""
+    from rich.text import Text
+
+    return Text(terminal_safe(text))
+
+
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {terminal_safe(message)}", err=True)
     sys.exit(2)
 
 

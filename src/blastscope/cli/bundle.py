@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from blastscope.cli import _bar, _console, _fail, main
+from blastscope.cli import _bar, _console, _fail, main, terminal_safe, user_text
 
 
 @main.command("export")
@@ -38,17 +38,19 @@ def _subject_table(subjects, positive: str | list[str], threshold: float):
     from rich.table import Table
     from rich.text import Text
 
+    from rich.markup import escape
+
     if isinstance(positive, str):
-        what, column = f"'{positive}'", f"{positive} cells"
+        what, column = f"'{escape(positive)}'", f"{escape(positive)} cells"
     else:
-        what, column = "any of " + ", ".join(f"'{p}'" for p in positive), "positive cells"
+        what, column = "any of " + ", ".join(f"'{escape(p)}'" for p in positive), "positive cells"
     t = Table(title=f"Per subject: fraction of cells predicted {what} (Wilson 95% CI); "
                     f"refer when the interval contains {threshold:g}", title_justify="left")
     for col in ("subject", "cells", column, "fraction [95% CI]", "call", "review cells"):
         t.add_column(col, justify="left" if col in ("subject", "call") else "right")
     styles = {"leukemic": "bold red", "normal": "green", "refer": "bold yellow"}
     for r in subjects.to_dict("records"):
-        t.add_row(r["subject_id"], str(r["cells"]), str(r["positive_cells"]),
+        t.add_row(user_text(r["subject_id"]), str(r["cells"]), str(r["positive_cells"]),
                   f"{r['fraction_positive']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
                   Text(r["call"], style=styles[r["call"]]), str(r["review_cells"]))
     return t
@@ -119,7 +121,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         _fail("give --subject or --subjects-csv, not both")
     files, missing = collect_inputs(inputs)
     for b in missing:
-        click.echo(f"skipped {b.file}: {b.reason}", err=True)
+        click.echo(f"skipped {terminal_safe(b.file)}: {terminal_safe(b.reason)}", err=True)
     if not files:
         _fail("no image files to predict")
     try:
@@ -136,7 +138,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     result = predictor.predict_files(files, subject_ids, review_below=review_below)
     bad = missing + result.bad
     for b in result.bad:
-        click.echo(f"skipped {b.file}: {b.reason}", err=True)
+        click.echo(f"skipped {terminal_safe(b.file)}: {terminal_safe(b.reason)}", err=True)
     cells, positive = result.cells, predictor.bundle.positive
     subjects = summarise_subjects(cells, positive, threshold)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -154,7 +154,7 @@ def comparison_table(cmp: Comparison):
         t.add_column(col, justify="right" if col in ("n", "acc", "BAC", "WF1", "macro F1") else "left")
     for r in cmp.rows.to_dict("records"):
         auc = "-" if r["auc"] is None or pd.isna(r["auc"]) else f"{r['auc']:.3f} [{r['auc_low']:.2f},{r['auc_high']:.2f}]"
-        t.add_row(r["run"], r["arm"], r["set"], str(r["n"]), f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}",
+        t.add_row(Text(str(r["run"])), Text(str(r["arm"])), Text(str(r["set"])), str(r["n"]), f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}",
                   f"{r['weighted_f1']:.3f}", f"{r['macro_f1']:.3f}", auc, r["folds"],
                   Text(r["marks"], style="bold red"))
     return t
@@ -224,6 +224,8 @@ def paired_table(tests: pd.DataFrame):
     """A ``rich.table.Table`` of :func:`paired_tests`."""
     from rich.table import Table
 
+    from rich.text import Text
+
     t = Table(title="Paired tests on the same cells (McNemar: accuracy; DeLong: AUC)", title_justify="left")
     for col in ("set", "A", "B", "n", "acc A", "acc B", "McNemar p", "AUC A", "AUC B", "DeLong p", "cells"):
         t.add_column(col, justify="left" if col in ("set", "A", "B", "cells") else "right")
@@ -233,6 +235,6 @@ def paired_table(tests: pd.DataFrame):
         return "-" if v is None or pd.isna(v) else format(v, fmt)
 
     for r in tests.to_dict("records"):
-        t.add_row(r["set"], f"{r['run_a']}/{r['arm_a']}", f"{r['run_b']}/{r['arm_b']}", str(r["n"]), f(r, "accuracy_a"),
+        t.add_row(Text(str(r["set"])), Text(f"{r['run_a']}/{r['arm_a']}"), Text(f"{r['run_b']}/{r['arm_b']}"), str(r["n"]), f(r, "accuracy_a"),
                   f(r, "accuracy_b"), f(r, "mcnemar_p", ".3g"), f(r, "auc_a"), f(r, "auc_b"), f(r, "delong_p", ".3g"), r["cells"])
     return t
