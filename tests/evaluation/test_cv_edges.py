@@ -3,6 +3,7 @@ CNN gets a whole class wrong, and ROC statistics with a single positive cell."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,3 +111,26 @@ def test_a_fold_model_that_predicts_one_class_is_flagged(tmp_path):
     console = Console(record=True, width=200)
     print_run_tables(metrics, console)
     assert "a: Model1 predicted ONE class for every cell it scored (collapsed)" in console.export_text()
+
+
+def test_changed_pixels_under_unchanged_names_are_refused_on_resume(tiny_synthetic, tmp_path):
+    """After fold 1, swapping two images' contents (names kept) must not let folds 2-3 train on the new
+    pixels beside a fold 1 trained on the old: the run refuses to continue, naming the files."""
+    import shutil
+
+    data = Path(shutil.copytree(tiny_synthetic, tmp_path / "data"))
+    config = resolve_config("sd_net", "quick", ["train.epochs=1", "data.resize=64", "train.max_train_batches=1"])
+    run = tmp_path / "run"
+    cv.run_cv(config, read_dataset(data), run, folds=[0])
+    assert (run / "content.csv").exists()
+    a, b = sorted(data.glob("training_data/fold_0/all/*.bmp"))[:2]
+    pa, pb = a.read_bytes(), b.read_bytes()
+    a.write_bytes(pb)
+    b.write_bytes(pa)
+    with pytest.raises(cv.RunFolderError, match=r"2 image file\(s\) changed content since this run started") as e:
+        cv.run_cv(config, read_dataset(data), run, folds=[1])
+    assert a.name in str(e.value) and not (run / "arms" / "sd_net" / "fold_2").exists()
+    a.write_bytes(pa)
+    b.write_bytes(pb)
+    cv.run_cv(config, read_dataset(data), run, folds=[1])  # the original pixels: the run continues
+    assert (run / "arms" / "sd_net" / "fold_2" / "fold.json").exists()

@@ -125,10 +125,28 @@ def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
     )
 
 
-def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[str, str]], data_dir: Path | None = None) -> None:
+def _check_content(run_dir: Path, plan: CVPlan, digests: list[str]) -> None:
+    """Refuse to continue a run whose image files changed content under unchanged names (``content.csv``:
+    the SHA-1 of every file's bytes when the run started)."""
+    path = run_dir / "content.csv"
+    if not path.exists():
+        return
+    old = pd.read_csv(path, keep_default_na=False, dtype=str)
+    before = dict(zip(old["path"], old["sha1"]))
+    changed = [p for p, d in zip(plan.index["path"], digests) if before.get(p, d) != d]
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise RunFolderError(f"{run_dir}: {len(changed)} image file(s) changed content since this run started ({shown}); "
+                             "finished folds trained on the old pixels: use a new --out folder")
+
+
+def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[str, str]], data_dir: Path | None = None,
+                              digests: list[str] | None = None) -> None:
     config_path, folds_path = run_dir / "config.yaml", run_dir / "folds.csv"
     folds = plan.index[["path", "subject_id", "label", "split", "fold"]]
     if config_path.exists():
+        if digests is not None:
+            _check_content(run_dir, plan, digests)
         existing = config_to_dict(read_config(config_path))
         if existing != config_to_dict(plan.config):
             raise RunFolderError(f"{run_dir} holds a run with a different configuration; use a new --out folder")
@@ -137,6 +155,8 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     write_index_csv(plan.index, run_dir / "index.csv")
+    if digests is not None:
+        atomic_write_text(run_dir / "content.csv", pd.DataFrame({"path": plan.index["path"], "sha1": digests}).to_csv(index=False))
     atomic_write_text(folds_path, folds.to_csv(index=False))
     atomic_write_json(run_dir / "run.json", {
         "recipe": plan.config.recipe, "paper": plan.config.paper, "class_names": list(plan.config.data.classes),
@@ -438,7 +458,7 @@ def _prepare(plan: CVPlan, index: pd.DataFrame, run_dir: Path, cache: ImageCache
     """
     images, plan, skipped = _decode_all(plan, index, cache, preprocess, skip_invalid, progress)
     _check_fuse_sources(plan)  # after skip_invalid may have re-planned the folds
-    _check_or_write_run_files(run_dir, plan, skipped_before + skipped, data_dir)
+    _check_or_write_run_files(run_dir, plan, skipped_before + skipped, data_dir, cache.digests(plan.index["path"].tolist()))
     return str(images.filename), skipped
 
 
