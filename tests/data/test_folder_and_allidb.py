@@ -20,6 +20,15 @@ def test_aml_sample_rgba_tiffs(shared):
     assert read_image(index.path.iloc[0]).shape[2] == 3
 
 
+def test_class_map_says_which_folders_it_leaves_out(shared, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        read_dataset(shared("aml-cytomorphology-sample"), class_map={"MYO": "aml", "LYT": "normal", "MON": "monocyte"})
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "leaves out the class folder(s) EOS (10 images), NGS (10 images)" in text
+
+
 def test_class_map_selects_and_renames(shared):
     index = read_dataset(shared("aml-cytomorphology-sample"), class_map={"MYO": "aml", "LYT": "normal"})
     assert index.label.value_counts().to_dict() == {"aml": 10, "normal": 10}

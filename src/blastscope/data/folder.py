@@ -8,6 +8,7 @@ it the index has no subject ids and training needs explicit image-level grouping
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,8 @@ from blastscope.data.index import IndexError_, make_index
 
 __all__ = ["read_folder_per_class", "read_subject_csv"]
 
+
+logger = logging.getLogger(__name__)
 
 def read_subject_csv(path: Path) -> dict[str, str]:
     """Map file (relative path or bare name) -> subject id; any defect is an IndexError_ naming the CSV (and line)."""
@@ -58,6 +61,11 @@ def read_folder_per_class(
         unknown = set(class_map) - {p.name for p in folders}
         if unknown:
             raise IndexError_(f"{root}: class folders {sorted(unknown)} do not exist (found {[p.name for p in folders]})")
+        left_out = [p for p in folders if p.name not in class_map]
+        if left_out:
+            counts = ", ".join(f"{p.name} ({sum(1 for f in p.rglob('*') if f.suffix.lower() in IMAGE_SUFFIXES)} images)"
+                               for p in left_out)
+            logger.warning("%s: data.class_map leaves out the class folder(s) %s", root, counts)
         folders = [p for p in folders if p.name in class_map]
     mapping = read_subject_csv(Path(subjects_csv)) if subjects_csv else {}
     rows = []
