@@ -63,3 +63,22 @@ def test_cv_end_to_end_then_aggregate(tiny_synthetic, tmp_path):
     assert metrics["arms"]["sd_net"]["vote"]["validation"]["n_samples"] > 0
     again = _run("aggregate", out, "--json")
     assert json.loads(again.output)["arms"].keys() == metrics["arms"].keys()
+
+
+def test_a_run_without_a_terminal_logs_every_epoch_and_every_fold(tiny_synthetic, tmp_path):
+    """Under nohup/SLURM/a pipe, a run prints one line per epoch (arm, fold, epoch, loss, accuracy,
+    seconds) and a summary per finished fold by default, without -v."""
+    import re
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "blastscope", "cv", "sd_net", "--profile", "quick", "--data", str(tiny_synthetic),
+            "--out", str(out), "--set", "train.epochs=2", "--set", "data.resize=64", "--set", "train.max_train_batches=1",
+            "--fold", "1"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    epochs = re.findall(r"sd_net fold 1 epoch (\d)/2: train loss [\d.]+ acc [\d.]+, selection loss [\d.]+ acc [\d.]+, [\d.]+ s",
+                        done.stderr)
+    assert epochs == ["1", "2"], done.stderr[-2000:]
+    assert re.search(r"sd_net fold 1 done: best epoch \d, out-of-fold accuracy [\d.]+ on \d+ cells", done.stderr)

@@ -65,6 +65,12 @@ def main(verbose: int) -> None:
     """blastscope: leukemia cell-image classification (SDCT-AuxNet-theta, LeukoNet, Spike-PCA-ResNet, LeukemiaNet)."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbose == 0:
+        # Long runs people can follow: a summary line per finished fold always, and under nohup,
+        # SLURM or a pipe (no progress bars to watch) one line per epoch as well.
+        logging.getLogger("blastscope.evaluation.cross_validation").setLevel(logging.INFO)
+        if not sys.stderr.isatty():
+            logging.getLogger("blastscope.engine.trainer").setLevel(logging.INFO)
     from blastscope.engine.allocator import keep_freed_memory
 
     keep_freed_memory()  # reuse freed blocks instead of page-faulting fresh ones every step

@@ -231,8 +231,9 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
             _write_history(workdir / "history.csv", history)
             save_state(workdir, epoch, model, optimizer, {"history": history, "best": best, "seconds": seconds,
                                                            "scheduler": _scheduler_state(scheduler)})
-        logger.info("%s epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f", desc, epoch + 1,
-                    history[-1]["train_loss"], history[-1]["train_accuracy"], val_loss, val_acc)
+        logger.info("%s epoch %d/%d: train loss %.4f acc %.3f, selection loss %.4f acc %.3f, %.1f s", desc, epoch + 1,
+                    cfg.epochs, history[-1]["train_loss"], history[-1]["train_accuracy"], val_loss, val_acc,
+                    time.perf_counter() - t0)
     ddp.barrier()  # rank 0's best.safetensors is complete before anyone reads it
     load_weights(model, workdir / "best.safetensors")
     ddp.barrier()  # everyone has read the state before rank 0 removes it

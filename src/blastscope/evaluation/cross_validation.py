@@ -508,7 +508,10 @@ def _write_fold(arm: ArmConfig, k: int, arm_dir: Path, frames: list[pd.DataFrame
     predictions.insert(0, "arm", arm.name)
     atomic_write_text(arm_dir / "predictions.csv", predictions.to_csv(index=False))
     atomic_write_json(arm_dir / "fold.json", {"arm": arm.name, "fold": k, **info})  # last: the fold is done
-    logger.info("%s fold %d done", arm.name, k + 1)
+    scored = predictions[predictions["set"] == "oof"]
+    accuracy = float((scored["pred"] == scored["y"]).mean()) if len(scored) else float("nan")
+    logger.info("%s fold %d done: best epoch %s, out-of-fold accuracy %.3f on %d cells", arm.name, k + 1,
+                info.get("best_epoch", "-"), accuracy, len(scored))
 
 
 def run_cv(config: RunConfig, index: pd.DataFrame, run_dir: Path, folds: list[int] | None = None,
