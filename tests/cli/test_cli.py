@@ -82,3 +82,16 @@ def test_a_run_without_a_terminal_logs_every_epoch_and_every_fold(tiny_synthetic
                         done.stderr)
     assert epochs == ["1", "2"], done.stderr[-2000:]
     assert re.search(r"sd_net fold 1 done: best epoch \d, out-of-fold accuracy [\d.]+ on \d+ cells", done.stderr)
+
+
+def test_an_unusable_out_folder_is_one_clean_message(tiny_synthetic, tmp_path):
+    """``--out`` below a regular file (as a read-only or vanished folder would) gives one line naming the
+    path and the problem, exit status 2, no traceback."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(main, ["cv", "sd_net", "--profile", "quick", "--data", str(tiny_synthetic),
+                                       "--out", str(blocker / "run"), "--set", "train.epochs=1", "--set", "data.resize=64"])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "file.txt" in result.output and "Traceback" not in result.output
+    report = CliRunner().invoke(main, ["report", str(tmp_path), "--out", str(blocker / "r")])
+    assert report.exit_code == 2 and "Traceback" not in report.output

@@ -58,7 +58,21 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group: an operating-system error that reaches it (a read-only or full ``--out``
+    folder, a path through a file, a folder deleted mid-run) becomes one line naming the file and
+    the problem, exit status 2, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OSError as e:
+            where = e.filename if e.filename is not None else "(file system)"
+            click.echo(f"error: {terminal_safe(where)}: {e.strerror or e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="blastscope")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
