@@ -27,6 +27,7 @@ PICKLE_ALLOWED = {
 WRITE_ALLOWED = {
     ("engine/atomic.py", "atomic_write"): "the implementation: writes the temporary file it renames",
     ("data/cache.py", "write"): "the body handed to atomic_write (memory-mapped build of the temporary file)",
+    ("data/cache.py", "_reserve"): "allocates the blocks of that same temporary file (called from write)",
     ("engine/artefacts.py", "_savez"): "only called through atomic_write(out / 'dct_cells.npz', ...)",
     ("transforms/expand.py", "_write_png_atomic"): "its own temporary file + os.replace in the same folder",
     ("inference/export.py", "export_bundle"): "writes into a temporary folder that is renamed into place at once",

@@ -10,10 +10,12 @@ every unreadable file with its reason (and leaves no entry behind).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,6 +36,29 @@ def file_digest(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _reserve(path: Path, folder: Path) -> None:
+    """Allocate every block of the just-created memory-map file ``path`` now, so that a full disk is an
+    error naming the folder and the bytes needed (the temporary file is removed by the atomic write)."""
+    size = path.stat().st_size
+    free = shutil.disk_usage(folder).free
+    try:
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, size)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # the file system cannot preallocate: check the space
+                if free < size:
+                    raise _no_space(folder, size, free) from None
+                return
+            raise
+        raise _no_space(folder, size, free) from None
+
+
+def _no_space(folder: Path, size: int, free: int) -> OSError:
+    return OSError(errno.ENOSPC, f"not enough free space for the image cache: it needs {size / 1e6:.1f} MB, "
+                                 f"{free / 1e6:.1f} MB are free (free space or give another --out / cache folder)", str(folder))
 
 
 class ImageCache:
@@ -102,6 +127,7 @@ class ImageCache:
 
         def write(tmp: Path) -> None:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+            _reserve(tmp, self.root)  # a sparse memory map on a full disk dies of SIGBUS, not of an error
             errors: list[ImageReadError] = []
             for i, p in enumerate(paths):
                 try:
