@@ -45,6 +45,8 @@ def test_probability_agrees_with_the_label_and_survives_the_array_round_trip(k):
     p = svm.predict_proba(X)
     assert p.shape == (len(X), k) and np.allclose(p.sum(axis=1), 1.0)
     assert (p.argmax(axis=1) == svm.predict(X)).all()
+    labels, both = svm.predict_and_proba(X)
+    assert (labels == svm.predict(X)).all() and np.array_equal(both, p)
     again = SpectralSVM.from_arrays(svm.to_arrays())
     assert again.platt_a_ == svm.platt_a_
     np.testing.assert_allclose(again.predict_proba(X), p, atol=1e-9)

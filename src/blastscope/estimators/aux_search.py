@@ -33,7 +33,7 @@ __all__ = ["search_svm", "choose_theta", "C_GRID", "GAMMA_FACTORS"]
 
 C_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 GAMMA_FACTORS: tuple[float, ...] = (0.1, 1.0, 10.0)
-PAPER_GAMMA = 100.0
+PAPER_C, PAPER_GAMMA = 10.0, 100.0  # the paper's fixed settings (section 4.5)
 
 
 def _scale_gamma(X: np.ndarray, standardize: bool) -> float:
@@ -50,12 +50,17 @@ def search_svm(X: np.ndarray, y: np.ndarray, groups: np.ndarray, C: float | str 
     Returns:
         ``{"C", "gamma", "standardize", "cv_balanced_accuracy", "n_splits", "grid_size"}`` (the
         chosen settings; ``cv_balanced_accuracy`` None when no search was possible, e.g. fewer than
-        two subjects of a class: the fixed or paper values are returned then).
+        two subjects of a class or no cells: the fixed or paper values are returned then, and a
+        fixed ``gamma="scale"`` stays "scale" for the caller to resolve).
     """
     X, y, groups = np.asarray(X, dtype=np.float64), np.asarray(y), np.asarray(groups)
-    stds = [False, True] if standardize == "auto" else [bool(standardize)]
     per_class = min(len(set(groups[y == c].tolist())) for c in np.unique(y)) if len(np.unique(y)) > 1 else 0
     k = min(n_splits, per_class)
+    if k < 2:  # no subject-level split possible: the fixed values, else the paper's ("scale" stays for the caller)
+        return {"C": PAPER_C if C == "auto" else float(C), "gamma": PAPER_GAMMA if gamma == "auto" else gamma,
+                "standardize": False if standardize == "auto" else bool(standardize),
+                "cv_balanced_accuracy": None, "n_splits": 0, "grid_size": 0}
+    stds = [False, True] if standardize == "auto" else [bool(standardize)]
     grid = []
     for std in stds:
         base = _scale_gamma(X, std)
@@ -63,11 +68,6 @@ def search_svm(X: np.ndarray, y: np.ndarray, groups: np.ndarray, C: float | str 
             base if gamma == "scale" else float(gamma)]
         grid.append({"scale": [StandardScaler() if std else "passthrough"],
                      "svc__C": list(C_GRID) if C == "auto" else [float(C)], "svc__gamma": gammas})
-    fallback = {"C": 10.0 if C == "auto" else float(C), "standardize": False if standardize == "auto" else bool(standardize)}
-    fallback["gamma"] = PAPER_GAMMA if gamma == "auto" else (
-        _scale_gamma(X, fallback["standardize"]) if gamma == "scale" else float(gamma))
-    if k < 2:
-        return {**fallback, "cv_balanced_accuracy": None, "n_splits": 0, "grid_size": 0}
     pipe = Pipeline([("scale", "passthrough"), ("svc", SVC(kernel="rbf"))])
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     search = GridSearchCV(pipe, grid, scoring="balanced_accuracy", cv=cv, error_score=0.0, refit=False)

@@ -233,6 +233,12 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
             return np.stack([1.0 - p1, p1], axis=1)
         return softmax(self.platt_a_ * scores, axis=1)
 
+    def predict_and_proba(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(predict(X), predict_proba(X))`` from one kernel evaluation: the labels are the argmax of
+        the calibrated probabilities, which equals ``predict`` by construction (module docstring)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)], proba
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Parameters as plain arrays (safe to store in safetensors/npz; no pickle).
 

@@ -6,7 +6,7 @@ theta sweep (Table 5, Fig. 10), classifier contributions (Table 8), per-subject 
 Table 5) and, for two classes, ROC AUC from probabilities with a DeLong 95% CI and Wilson 95% CIs
 for sensitivity, specificity and accuracy.
 
-Sets: ``val`` is each fold model on its own validation fold; pooled over folds it is the
+Sets: ``oof`` is each fold model on its own validation fold; pooled over folds it is the
 out-of-fold estimate (every training cell predicted once, by a model that never saw its subject).
 ``validation``/``test`` are held-out subjects, predicted by every fold model and by the vote.
 
@@ -17,7 +17,7 @@ two classes their mean is ``macro_auc``, scikit-learn's one-vs-rest macro AUC).
 Selection (``run.json`` ``selection``, from ``data.selection``): with ``inner`` (the default) every
 fold model also predicted its inner selection cells (training subjects that chose its best epoch;
 ``set == "select"`` in the fold's predictions.csv). Those rows are never scored; they choose the
-operating point below, so ``val`` is scored untouched. With ``fold`` (the papers' protocol) the
+operating point below, so ``oof`` is scored untouched. With ``fold`` (the papers' protocol) the
 validation fold chooses, and the tables call its scores "selection fold (optimistic)".
 
 Auxiliary-SVM arms: ``p_<class>`` is the probability of the classifier that answered the cell (the
@@ -29,15 +29,15 @@ theta = 0 / recipe / 1 rows) recombine them.
 High-sensitivity operating point (Noshad & Fallahi 2021, section 2.4 and Table 5; the paper does not
 say how or where its cutoff was chosen): the positive class against the rest, ``p_<positive> >= t``.
 Per fold, ``t`` is the largest threshold reaching ``sensitivity_target`` on that fold model's
-selection predictions (``select`` rows, or ``val`` under the papers' protocol;
+selection predictions (``select`` rows, or ``oof`` under the papers' protocol;
 :func:`~blastscope.evaluation.operating_point.threshold_for_sensitivity`) and is applied unchanged to
 that model's validation-fold and held-out predictions. With an inner selection the vote's threshold
 is chosen on the pooled ``select`` predictions of all fold models (single-model probabilities: each
 training-subject cell is predicted only by the models that did not train on it). The majority vote has no probability of its
 own, so the vote's operating point thresholds the MEAN fold-model probability at one threshold chosen
-on the pooled out-of-fold ``val`` predictions (choice: it uses every training cell once, each predicted
+on the pooled out-of-fold ``oof`` predictions (choice: it uses every training cell once, each predicted
 by a model that never trained on it, instead of an average of per-fold thresholds chosen on a quarter
-of the data each; the mean of the fold thresholds is recorded beside it). On ``val`` itself the
+of the data each; the mean of the fold thresholds is recorded beside it). On ``oof`` itself the
 threshold is fitted on the same predictions, so the target sensitivity is met by construction there.
 With more than two classes the operating point is binary: ``<positive>`` against ``not <positive>``.
 

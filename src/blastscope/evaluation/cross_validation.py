@@ -262,7 +262,7 @@ def fold_rows(plan: CVPlan, k: int) -> FoldRows:
 
 
 def _fold_sets(plan: CVPlan, rows: FoldRows) -> dict[str, np.ndarray]:
-    """Sets a fold model predicts: ``val`` (the outer fold), the held-out sets, and with an inner
+    """Sets a fold model predicts: ``oof`` (the outer fold), the held-out sets, and with an inner
     split ``select`` (kept for the operating point, never scored)."""
     sets = {"oof": rows.scored, **plan.held_out}
     if rows.inner:
@@ -299,7 +299,7 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     (:meth:`RunConfig.arm_data`: ``data`` with the arm's overrides); a fusion arm trains only its new layer."""
     cfg, data = plan.config, plan.config.arm_data(arm)
     rows = fold_rows(plan, k)
-    train_rows, val_rows = rows.fit, rows.select  # "oof" of the trainer = the rows that choose the best epoch
+    train_rows, val_rows = rows.fit, rows.select  # the trainer's "validation" = the rows that choose the best epoch
     train_images = arrays["all"][train_rows]
     stain = _reference_stain(train_images, arm.stain_od) if "stain_matrix" in inspect.signature(model_info(arm.model).fn).parameters else None
     torch.manual_seed(cfg.train.seed)  # the initial weights must not depend on earlier folds: a resumed run skips them
@@ -326,12 +326,13 @@ def _plan_without(config: RunConfig, index: pd.DataFrame, skipped: list[tuple[st
 
 
 def _decode_all(plan: CVPlan, index: pd.DataFrame, cache: ImageCache, preprocess: Preprocess, skip_invalid: bool,
-                progress: ProgressFactory) -> tuple[np.ndarray, CVPlan, list[tuple[str, str]]]:
+                progress: ProgressFactory) -> tuple[np.ndarray, CVPlan, list[tuple[str, str]], list[str]]:
     """Decode every image once (building the cache) before anything is trained.
 
     Unreadable files raise one :class:`UnreadableImagesError` listing all of them with reasons; with
     ``skip_invalid`` they are left out (the folds are planned without them) and returned as
-    (file, reason). Identical files under two subjects or classes are logged as warnings.
+    (file, reason). Identical files under two subjects or classes are logged as warnings. Also
+    returns the SHA-1 of every indexed file (the run's ``content.csv``).
     """
     skipped: list[tuple[str, str]] = []
     for attempt in range(2):
@@ -348,9 +349,10 @@ def _decode_all(plan: CVPlan, index: pd.DataFrame, cache: ImageCache, preprocess
             logger.warning("leaving out %d unreadable image file(s); they are listed in skipped.csv", len(skipped))
             plan = _plan_without(plan.config, index, skipped)
     frame = plan.index
-    for problem in duplicate_problems(paths, frame["subject_id"].tolist(), frame["label"].tolist(), cache.digests(paths), "identical files"):
+    digests = cache.digests(paths)
+    for problem in duplicate_problems(paths, frame["subject_id"].tolist(), frame["label"].tolist(), digests, "identical files"):
         logger.warning("%s (blastscope data check finds identical pixels too)", problem["problem"])
-    return images, plan, skipped
+    return images, plan, skipped, digests
 
 
 def _fitted_input(arm: ArmConfig, arm_dir: Path, train_images: np.ndarray) -> ModelInput:
@@ -393,18 +395,14 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
                        "(aux.svm_cells: all_training, the released code): its out-of-fold scores are optimistic", k + 1)
     X = feats[correct]
     C, gamma, standardize = aux.C, aux.gamma, aux.standardize
-    if aux.searched and len(X):
+    if aux.searched:
         from blastscope.estimators.aux_search import search_svm
 
-        groups = plan.index["subject_id"].to_numpy()[train_rows][correct] if not plan.image_level else \
-            plan.index["path"].to_numpy()[train_rows][correct]
+        groups = plan.index["path" if plan.image_level else "subject_id"].to_numpy()[train_rows][correct]
         chosen = search_svm(X, plan.y[train_rows][correct], groups, C=C, gamma=gamma, standardize=standardize,
                             seed=plan.config.train.seed + k)
         C, gamma, standardize = chosen["C"], chosen["gamma"], chosen["standardize"]
         info["svm_search"] = chosen
-    elif aux.searched:  # nothing to search on; the SVM fit below falls back
-        C, gamma, standardize = (10.0 if C == "auto" else C), (100.0 if gamma == "auto" else gamma), \
-            (False if standardize == "auto" else standardize)
     if gamma == "scale":
         scale_var = 1.0 if standardize else float(X.var())  # standardised features have variance 1
         gamma = 1.0 / (X.shape[1] * scale_var) if len(X) and scale_var > 0 else 1.0
@@ -432,7 +430,8 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     outputs = {}
     for name, (r, lp, f) in predicted.items():
         if svm is not None and len(r):
-            outputs[name] = (r, lp, svm.predict(f).astype(np.int64), svm.predict_proba(f))
+            labels, proba = svm.predict_and_proba(f)
+            outputs[name] = (r, lp, labels.astype(np.int64), proba)
         else:
             outputs[name] = (r, lp, None, None)
     info["theta"] = aux.theta
@@ -456,9 +455,9 @@ def _prepare(plan: CVPlan, index: pd.DataFrame, run_dir: Path, cache: ImageCache
 
     Returns the cache file and the files left out while decoding (both small, sent to every rank).
     """
-    images, plan, skipped = _decode_all(plan, index, cache, preprocess, skip_invalid, progress)
+    images, plan, skipped, digests = _decode_all(plan, index, cache, preprocess, skip_invalid, progress)
     _check_fuse_sources(plan)  # after skip_invalid may have re-planned the folds
-    _check_or_write_run_files(run_dir, plan, skipped_before + skipped, data_dir, cache.digests(plan.index["path"].tolist()))
+    _check_or_write_run_files(run_dir, plan, skipped_before + skipped, data_dir, digests)
     return str(images.filename), skipped
 
 

@@ -126,8 +126,9 @@ class Predictor:
             cnn_proba /= cnn_proba.sum(axis=1, keepdims=True)
             proba = cnn_proba
             if svm is not None and self.thetas[i] is not None:
-                pred, source = theta_combine(cnn_proba, svm.predict(feats).astype(np.int64), self.thetas[i])
-                proba = np.where((source == "svm")[:, None], svm.predict_proba(feats), cnn_proba)
+                svm_pred, svm_proba = svm.predict_and_proba(feats)
+                pred, source = theta_combine(cnn_proba, svm_pred.astype(np.int64), self.thetas[i])
+                proba = np.where((source == "svm")[:, None], svm_proba, cnn_proba)
             else:
                 pred, source = cnn_proba.argmax(axis=1), np.full(len(images), "cnn")
             probas.append(proba)

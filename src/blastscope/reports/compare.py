@@ -56,9 +56,9 @@ def fold_assignment(run_dir: Path | str) -> dict[str, int]:
 
 def training_settings(run_dir: Path | str) -> dict[str, object]:
     """The settings of :data:`TRAINING_KEYS` from a run's ``config.yaml`` (dotted keys; absent -> None)."""
-    import yaml
+    from blastscope.config import safe_yaml
 
-    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    config = safe_yaml((Path(run_dir) / "config.yaml").read_text()) or {}
     out = {}
     for key in TRAINING_KEYS:
         node = config
@@ -89,7 +89,7 @@ def _row(label: str, run: dict, arm: str, s: str, m: dict, group: str, marks: li
 
 
 def compare_runs(run_dirs: list[Path | str], sets: list[str] | None = None) -> Comparison:
-    """Compare runs; ``sets`` limits the rows (held-out set names and/or ``val``)."""
+    """Compare runs; ``sets`` limits the rows (held-out set names and/or ``oof``)."""
     run_dirs = [Path(p) for p in run_dirs]
     if not run_dirs:
         raise ValueError("compare needs at least one run folder")
@@ -161,7 +161,7 @@ def comparison_table(cmp: Comparison):
 
 
 def _scored_frames(label: str, run_dir: Path) -> dict[tuple[str, str, str], pd.DataFrame]:
-    """``(run, arm, set) -> frame`` indexed by path: held-out sets as voted, ``val`` pooled out of fold."""
+    """``(run, arm, set) -> frame`` indexed by path: held-out sets as voted, ``oof`` pooled out of fold."""
     out = {}
     for name, wanted in (("predictions_vote.csv", None), ("predictions.csv", "oof")):
         path = run_dir / name

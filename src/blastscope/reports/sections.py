@@ -88,10 +88,10 @@ def _training(data: RunData) -> dict[str, dict]:
         return data.run["training"]
     import yaml
 
-    from blastscope.config import ConfigError, arm_training, config_from_dict
+    from blastscope.config import ConfigError, arm_training, config_from_dict, safe_yaml
 
     try:
-        return arm_training(config_from_dict(yaml.safe_load(data.config_text)))
+        return arm_training(config_from_dict(safe_yaml(data.config_text)))
     except (ConfigError, yaml.YAMLError, TypeError, AttributeError):
         return {}
 

@@ -67,7 +67,7 @@ def set_label(s: str) -> str:
 
 
 def val_title(metrics: dict) -> str:
-    """What the per-fold ``val`` scores are: out-of-fold, or the optimistic selection fold."""
+    """What the per-fold ``oof`` scores are: out-of-fold, or the optimistic selection fold."""
     if metrics.get("selection", "fold") == "fold":
         return "selection fold (optimistic): each model on the fold that chose its best epoch"
     return "out-of-fold: each model on its own validation fold, which no choice read"
