@@ -207,6 +207,8 @@ class AuxConfig:
     included, as the authors' released code does. The SVM has then seen the cells it is scored on
     out of fold (and the selection cells its Platt scaling reads): tables and fold.json say so,
     and only held-out test sets are unbiased for that arm.
+    ``theta_on``: the CNN probability the theta rule compares with theta: ``raw`` (the paper's
+    softmax) or ``calibrated`` (temperature-scaled, ``trust.temperature``).
     """
 
     C: float | str = 10.0
@@ -215,8 +217,11 @@ class AuxConfig:
     theta: float | str = 0.9
     sweep: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
     svm_cells: Literal["fit", "all_training"] = "fit"
+    theta_on: Literal["raw", "calibrated"] = "raw"
 
     def __post_init__(self) -> None:
+        if self.theta_on not in ("raw", "calibrated"):
+            raise ConfigError(f"aux.theta_on must be raw or calibrated, got {self.theta_on!r}")
         if self.svm_cells not in ("fit", "all_training"):
             raise ConfigError(f"aux.svm_cells must be fit or all_training, got {self.svm_cells!r}")
         if not (self.theta == "auto" or (isinstance(self.theta, (int, float)) and not isinstance(self.theta, bool)
@@ -292,6 +297,43 @@ class ArmConfig:
 
 
 @dataclass(frozen=True)
+class TrustConfig:
+    """How far a lab can trust a cell's answer (none of it is in the papers; see README "Trust").
+
+    ``calibration``: the cells that calibrate the conformal referral: ``null`` (none: no
+    prediction sets, ``predict`` flags by confidence only), the name of a held-out split
+    (``validation`` or ``test``, e.g. C-NMC's preliminary test set: it then calibrates and is no
+    longer scored), or a share in (0, 0.5) of the training subjects set aside before the folds
+    (they train and select nothing and are not scored). ``alpha``: the conformal error rate per
+    class. ``temperature``: temperature-scale every CNN arm on its selection cells (training
+    subjects). ``ood_quantile``: the share of in-domain selection cells below the out-of-domain
+    threshold. ``patient_threshold``: the leukemic-cell fraction of the patient rule, ``auto``
+    (chosen on training subjects) or a number in (0, 1)."""
+
+    calibration: str | float | None = None
+    alpha: float = 0.05
+    temperature: bool = True
+    ood_quantile: float = 0.99
+    patient_threshold: float | str = "auto"
+
+    def __post_init__(self) -> None:
+        c = self.calibration
+        if not (c is None or c in ("validation", "test")
+                or (isinstance(c, (int, float)) and not isinstance(c, bool) and 0.0 < c < 0.5)):
+            raise ConfigError(f"trust.calibration must be null, validation, test or a share in (0, 0.5), got {c!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0.0 < self.alpha < 0.5:
+            raise ConfigError(f"trust.alpha must be in (0, 0.5), got {self.alpha!r}")
+        if not isinstance(self.temperature, bool):
+            raise ConfigError(f"trust.temperature must be true or false, got {self.temperature!r}")
+        q = self.ood_quantile
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.5 <= q < 1.0:
+            raise ConfigError(f"trust.ood_quantile must be in [0.5, 1), got {q!r}")
+        t = self.patient_threshold
+        if not (t == "auto" or (isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 < t < 1.0)):
+            raise ConfigError(f"trust.patient_threshold must be 'auto' or in (0, 1), got {t!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     recipe: str
     paper: str = ""
@@ -299,6 +341,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     arms: tuple[ArmConfig, ...] = ()
     profile: str | None = None
+    trust: TrustConfig = field(default_factory=TrustConfig)
 
     def __post_init__(self) -> None:
         if not self.arms:
@@ -396,6 +439,7 @@ _NESTED = {
     ("TrainConfig", "optimizer"): OptimConfig,
     ("TrainConfig", "schedule"): ScheduleConfig,
     ("ArmConfig", "aux"): AuxConfig,
+    ("RunConfig", "trust"): TrustConfig,
 }
 
 

@@ -52,8 +52,9 @@ def test_predict_reproduces_the_runs_votes(tiny_run, tiny_bundle, tmp_path, arm)
     classes = ["hem", "all"]
     assert (cells["status"] == "ok").all() and not result.bad
     assert cells["pred"].tolist() == [classes[i] for i in votes["pred"]]
-    for c in classes:
-        np.testing.assert_allclose(cells[f"p_{c}"].to_numpy(), votes[f"p_{c}"].to_numpy(), atol=1e-5)
+    for c in classes:  # p_ is the calibrated probability (the run's cal_p_), raw_p_ the raw one (the run's p_)
+        np.testing.assert_allclose(cells[f"p_{c}"].to_numpy(), votes[f"cal_p_{c}"].to_numpy(), atol=1e-5)
+        np.testing.assert_allclose(cells[f"raw_p_{c}"].to_numpy(), votes[f"p_{c}"].to_numpy(), atol=1e-5)
     np.testing.assert_allclose(cells["agreement"].to_numpy(), votes["agreement"].to_numpy())
     for k in range(3):  # every fold model's label, after the theta rule, equals the run's
         fold = pd.read_csv(tiny_run / "arms" / arm / f"fold_{k + 1}" / "predictions.csv", keep_default_na=False)

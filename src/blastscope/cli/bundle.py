@@ -56,6 +56,19 @@ def _subject_table(subjects, positive: str | list[str], threshold: float):
     return t
 
 
+def _stain_checks(predictor, cells) -> dict[str, dict]:
+    """Per subject of the predicted cells: the bundle's stain-range check (empty without one)."""
+    stain = predictor.bundle.stain_range
+    ok = cells[cells["status"] == "ok"]
+    if stain is None or ok.empty:
+        return {}
+    out = {}
+    for subject, g in ok.groupby("subject_id"):
+        images = [predictor._load(Path(f)) for f in g["file"].head(32)]
+        out[str(subject)] = stain.check(images)
+    return out
+
+
 def _records(frame) -> list[dict]:
     """Rows as dicts with missing values as None (JSON null, not the invalid NaN token)."""
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -94,14 +107,17 @@ def _check_outputs(out: Path, inputs: list[Path], others: list[Path], overwrite:
 @click.option("--subjects-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV with columns file,subject_id (default: subject ids from C-NMC file names).")
 @click.option("--review-below", type=click.FloatRange(0, 1), default=0.9, show_default=True,
-              help="Flag cells whose confidence (mean probability of the voted class) is below this.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
-              help="Subject decision threshold on the fraction of leukemic cells.")
+              help="Bundles without conformal calibration: flag cells whose confidence is below this.")
+@click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=None,
+              help="Conformal error rate per class (default: the bundle's, 0.05); cells whose prediction set is not one class are flagged.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Subject decision threshold on the fraction of leukemic cells (default: the bundle's, chosen on "
+                   "training subjects, else 0.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist (never an input file).")
 def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, subject: str | None,
-                subjects_csv: Path | None, review_below: float, threshold: float, batch_size: int,
-                overwrite: bool) -> None:
+                subjects_csv: Path | None, review_below: float, alpha: float | None, threshold: float | None,
+                batch_size: int, overwrite: bool) -> None:
     """Predict INPUTS (files, folders, globs) with BUNDLE: per cell, per subject, and the files that failed.
 
     Exit status 0 when at least one cell was predicted (failed files are listed on stderr and in
@@ -127,7 +143,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     try:
         mapping = read_subjects_csv(subjects_csv) if subjects_csv is not None else None
         subject_ids = resolve_subjects(files, subject, mapping)
-        predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar)
+        predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar, alpha=alpha)
     except (BundleError, ValueError) as e:
         _fail(str(e))
     _check_outputs(out, files, [subjects_csv] if subjects_csv is not None else [], overwrite)  # before any work
@@ -140,7 +156,16 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     for b in result.bad:
         click.echo(f"skipped {terminal_safe(b.file)}: {terminal_safe(b.reason)}", err=True)
     cells, positive = result.cells, predictor.bundle.positive
-    subjects = summarise_subjects(cells, positive, threshold)
+    if threshold is None:
+        threshold = predictor.patient_threshold if predictor.patient_threshold is not None else 0.5
+    subjects = summarise_subjects(cells, positive, threshold, count_flagged=False)
+    stain = _stain_checks(predictor, cells)
+    for subject, check in stain.items():
+        if check.get("outside"):
+            click.echo(f"warning: subject {terminal_safe(subject or '(unknown)')}: the stain of these cells lies outside the "
+                       f"training range (angles {', '.join(f'{a:.1f}' for a in check['angles'])} degrees from the training "
+                       f"stain vectors; training subjects reach {', '.join(f'{a:.1f}' for a in check['max_training_angles'])}): "
+                       "another stain, lab or scanner, so every answer is doubtful", err=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, spreadsheet_safe(cells).to_csv(index=False))
     atomic_write_text(out.with_name(f"{out.stem}_subjects.csv"), spreadsheet_safe(subjects).to_csv(index=False))
@@ -149,7 +174,16 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         "bundle": {"path": str(bundle), "recipe": spec.get("recipe"), "arm": spec["arm"], "model": spec["model"]["id"],
                    "class_names": spec["class_names"], "positive": positive, "theta": predictor.theta, "fold_thetas": predictor.thetas,
                    "folds": len(spec["folds"]), "evaluation": spec.get("evaluation"), "model_card": spec.get("model_card")},
-        "settings": {"backend": backend, "review_below": review_below, "threshold": threshold, "batch_size": batch_size},
+        "settings": {"backend": backend, "review_below": review_below if predictor.alpha is None else None,
+                     "alpha": predictor.alpha, "threshold": threshold, "batch_size": batch_size},
+        "trust": {"calibrated": predictor.calibrated, "temperatures": predictor.temperatures, "theta_on": predictor.theta_on,
+                  "conformal": predictor.alpha is not None,
+                  "review_rule": (f"prediction set not a single class at alpha {predictor.alpha:g}, or out of domain"
+                                  if predictor.alpha is not None else
+                                  f"confidence below {review_below:g}, or out of domain (no conformal calibration in this bundle)"),
+                  "patient_rule": f"fraction of {positive} cells among cells not flagged, Wilson 95% CI against {threshold:g}; "
+                                  "refer when the interval contains it",
+                  "stain": stain},
         "cells": _records(cells), "subjects": _records(subjects),
         "bad_files": [b.__dict__ for b in bad], "seconds": result.seconds,
     })

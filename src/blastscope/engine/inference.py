@@ -20,7 +20,8 @@ def predict_arrays(model: nn.Module, images: np.ndarray, batch_size: int = 64, s
 
     images: N x H x W x 3 uint8; ``input_fn`` turns a uint8 batch into the model's input.
     Spectral features are the mean over feature maps at each
-    position of ``model.forward_features`` (Gehlot et al. 2020 section 3.4).
+    position of ``model.forward_features`` (Gehlot et al. 2020 section 3.4), or the features
+    themselves where they are a vector already.
     The model's 4-D weights are moved to channels-last memory (same values; faster convolutions
     on CPU) and denormal floats are flushed to zero while predicting (see ``flush_denormal``).
     """
@@ -43,8 +44,8 @@ def _predict(model: nn.Module, images: np.ndarray, batch_size: int, spectral: bo
             x = input_fn(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])))
             maps = model.forward_features(x)
             logps.append(torch.log_softmax(model.forward_head(maps), dim=1).numpy())
-            if spectral:
-                feats.append(averager(maps).reshape(len(x), -1).numpy())
+            if spectral:  # models whose features are already a vector (e.g. a fusion layer's) give that vector
+                feats.append((averager(maps) if maps.dim() == 4 else maps).reshape(len(x), -1).numpy())
             bar.update(len(x))
     model.train(was_training)
     k = getattr(model, "num_classes", None)

@@ -72,6 +72,7 @@ from blastscope.evaluation.operating_point import (
     threshold_for_sensitivity,
 )
 from blastscope.evaluation.statistics import delong_auc_ci, wilson_interval
+from blastscope.evaluation.trust import CALIB, arm_trust
 from blastscope.run_layout import fold_dir
 
 __all__ = ["summarise", "aggregate_run", "load_predictions", "IncompleteRunError"]
@@ -194,8 +195,9 @@ def load_predictions(run_dir: Path) -> pd.DataFrame:
 
 
 def _scored_sets(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows that are scored: everything but the inner selection cells (``set == "select"``)."""
-    return frame[frame["set"] != SELECT]
+    """Rows that are scored: everything but the inner selection cells (``set == "select"``) and the
+    conformal calibration cells (``set == "calib"``, ``trust.calibration``)."""
+    return frame[~frame["set"].isin((SELECT, CALIB))]
 
 
 def _vote(frame: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
@@ -211,6 +213,10 @@ def _vote(frame: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     mean = probs.mean(0)
     for i, c in enumerate(class_names):
         out[f"p_{c}"] = mean[:, i]
+    if f"cal_p_{class_names[0]}" in first.columns:  # the mean calibrated probability, as ``predict`` shows it
+        cal = np.stack([wide[f].loc[first.index, [f"cal_p_{c}" for c in class_names]].to_numpy(float) for f in folds]).mean(0)
+        for i, c in enumerate(class_names):
+            out[f"cal_p_{c}"] = cal[:, i]
     out["agreement"] = agreement
     return out
 
@@ -234,11 +240,13 @@ def _per_subject(frame: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_target: float = 0.95) -> dict:
+def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_target: float = 0.95,
+                  alpha: float | None = None) -> dict:
     """Compute ``metrics.json`` (and CSV tables) for a run folder; returns the metrics.
 
     ``sensitivity_target``: the sensitivity the high-sensitivity operating point must reach on
-    validation predictions (module docstring).
+    validation predictions (module docstring). ``alpha``: the conformal error rate of the trust
+    tables (:mod:`blastscope.evaluation.trust`); default the recipe's ``trust.alpha``.
     """
     run_dir = Path(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
@@ -284,6 +292,10 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
                                                     sel if len(sel) else None)
         infos = {int(k): f["info"] for k, f in entry["folds"].items()}
         entry.update(_aux_tables(a, classes, infos))
+        trust_cfg = run.get("trust") or {}
+        entry["trust"] = arm_trust(all_preds[all_preds["arm"] == arm], classes, positive, infos,
+                                   alpha=alpha if alpha is not None else trust_cfg.get("alpha", 0.05),
+                                   patient_threshold=trust_cfg.get("patient_threshold", "auto"))
         metrics["arms"][arm] = entry
         rows += _flat_rows(arm, entry)
     atomic_write_json(run_dir / "metrics.json", metrics)

@@ -59,6 +59,7 @@ __all__ = ["CVPlan", "FoldRows", "fold_rows", "plan_cv", "run_cv", "build_arm_mo
 
 logger = logging.getLogger(__name__)
 HELD_OUT = ("validation", "test")
+CALIB = "calib"  # cells that calibrate the conformal referral (``trust.calibration``): predicted, never scored
 
 
 class RunFolderError(ValueError):
@@ -91,8 +92,8 @@ def _select(index: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
 def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
     """Validate the index and assign the cross-validation folds of the training rows."""
     data = config.data
-    index = validate_index(_select(index, config), grouping=data.grouping)
-    is_train = ~index["split"].isin(HELD_OUT)
+    index = _calibration_rows(validate_index(_select(index, config), grouping=data.grouping), config)
+    is_train = ~index["split"].isin(HELD_OUT + (CALIB,))
     train = index[is_train].copy().reset_index(drop=True)
     counts = train["label"].value_counts()
     missing = [c for c in data.classes if counts.get(c, 0) == 0]
@@ -120,9 +121,36 @@ def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
         index=full,
         y=y,
         train_rows=np.arange(len(train)),
-        held_out={s: np.flatnonzero(full["split"].to_numpy() == s) for s in HELD_OUT if (full["split"] == s).any()},
+        held_out={s: np.flatnonzero(full["split"].to_numpy() == s) for s in HELD_OUT + (CALIB,) if (full["split"] == s).any()},
         image_level=data.grouping == "image" or data.fold_mode == "image",
     )
+
+
+def _calibration_rows(index: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """``index`` with the conformal calibration cells (``trust.calibration``) marked ``split = "calib"``:
+    a held-out split by name, or a share of the training subjects (by subject, stratified by class,
+    seeded by ``train.seed``; by image under image-level grouping)."""
+    from blastscope.evaluation.splits import inner_split
+
+    choice = config.trust.calibration
+    if choice is None:
+        return index
+    out = index.copy()
+    out.attrs.update(index.attrs)
+    if isinstance(choice, str):
+        rows = out["split"] == choice
+        if not rows.any():
+            raise ValueError(f"trust.calibration={choice!r}, but the data has no {choice!r} split "
+                             f"(splits: {sorted(set(out['split']) - {''}) or 'none'}); use a share, e.g. 0.2")
+        out.loc[rows, "split"] = CALIB
+        return out
+    train = np.flatnonzero(~out["split"].isin(HELD_OUT).to_numpy())
+    frame = out.iloc[train]
+    groups = frame["subject_id"].to_numpy()
+    _, calib = inner_split(frame["label"].to_numpy(), groups, max(2, round(1.0 / float(choice))),
+                           seed=config.train.seed + 7919)
+    out.iloc[train[calib], out.columns.get_loc("split")] = CALIB
+    return out
 
 
 def _check_content(run_dir: Path, plan: CVPlan, digests: list[str]) -> None:
@@ -166,6 +194,7 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
         "selection": plan.config.data.selection, "inner_folds": plan.config.data.inner_folds,
         "n_folds": int(plan.index["fold"].max()) + 1, "arms": [a.name for a in plan.config.arms],
         "skipped": len(skipped), "training": arm_training(plan.config),
+        "trust": config_to_dict(plan.config.trust),
         "provenance": provenance(plan.index, data_dir),
     })
     atomic_write_text(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(index=False))
@@ -373,8 +402,10 @@ def _fitted_input(arm: ArmConfig, arm_dir: Path, train_images: np.ndarray) -> Mo
 
 
 def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[str, np.ndarray],
-             trained: tuple[nn.Module, ModelInput], progress: ProgressFactory) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict]:
-    """Fit the SVM on spectral features of the training cells the CNN classifies correctly (eq. 3)."""
+             trained: tuple[nn.Module, ModelInput], progress: ProgressFactory,
+             theta_proba=lambda p: p) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict]:
+    """Fit the SVM on spectral features of the training cells the CNN classifies correctly (eq. 3).
+    ``theta_proba``: the CNN probability the theta rule reads (raw, or temperature-scaled)."""
     from safetensors.numpy import save_file
 
     from blastscope.engine.atomic import atomic_write
@@ -431,9 +462,9 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     for name, (r, lp, f) in predicted.items():
         if svm is not None and len(r):
             labels, proba = svm.predict_and_proba(f)
-            outputs[name] = (r, lp, labels.astype(np.int64), proba)
+            outputs[name] = (r, lp, labels.astype(np.int64), proba, f)
         else:
-            outputs[name] = (r, lp, None, None)
+            outputs[name] = (r, lp, None, None, f)
     info["theta"] = aux.theta
     if aux.theta == "auto":
         from blastscope.estimators.aux_search import choose_theta
@@ -441,7 +472,7 @@ def _aux_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
         # Table 5's sweep on the selection cells (training subjects); the paper's 0.9 without an SVM
         select = outputs["select" if rows.inner else "oof"]
         if select[2] is not None:
-            found = choose_theta(np.exp(select[1]), select[2], plan.y[rows.select], aux.sweep)
+            found = choose_theta(theta_proba(np.exp(select[1])), select[2], plan.y[rows.select], aux.sweep)
             info["theta"], info["theta_search"] = found["theta"], {"weighted_f1": found["weighted_f1"], "on": "select" if rows.inner else "oof"}
         else:
             info["theta"] = 0.9
@@ -458,17 +489,139 @@ def _prepare(plan: CVPlan, index: pd.DataFrame, run_dir: Path, cache: ImageCache
     images, plan, skipped, digests = _decode_all(plan, index, cache, preprocess, skip_invalid, progress)
     _check_fuse_sources(plan)  # after skip_invalid may have re-planned the folds
     _check_or_write_run_files(run_dir, plan, skipped_before + skipped, data_dir, digests)
+    _write_stain_range(run_dir, plan, images)
     return str(images.filename), skipped
+
+
+STAIN_FILE = "stain_range.safetensors"
+
+
+def _write_stain_range(run_dir: Path, plan: CVPlan, images: np.ndarray, per_subject: int = 8) -> None:
+    """The training cells' stain reference and range (:class:`~blastscope.estimators.ood.StainRange`,
+    from up to ``per_subject`` cells of every training subject), for ``predict``'s per-case stain check."""
+    from safetensors.numpy import save_file
+
+    from blastscope.engine.atomic import atomic_write
+    from blastscope.estimators.ood import StainRange
+
+    path = run_dir / STAIN_FILE
+    if path.exists():
+        return
+    train = plan.index.iloc[plan.train_rows]
+    groups = [images[idx[:per_subject]] for idx in train.groupby("subject_id").indices.values()]
+    try:
+        stain = StainRange().fit(groups)
+    except ValueError as e:
+        logger.warning("no stain range for the per-case stain check (%s)", e)
+        return
+    arrays = {k: np.array(v, dtype=np.float64, order="C") for k, v in stain.to_arrays().items()}
+    atomic_write(path, lambda p: save_file(arrays, str(p)))
 
 
 def _evaluate_cnn(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, images: np.ndarray, model: nn.Module,
                   model_input: ModelInput, info: dict) -> None:
-    """Predict the fold's validation cells and the held-out sets with a trained arm; write its files."""
+    """Predict the fold's validation cells and the held-out sets with a trained arm, fit its
+    temperature and out-of-domain check on training subjects (:func:`_fit_trust`); write its files."""
+    bs, rows = plan.config.train.eval_batch_size, fold_rows(plan, k)
+
+    def outputs(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return predict_arrays(model, images[r], bs, spectral=True, input_fn=model_input)
+
+    predicted = {name: (r, *outputs(r)) for name, r in _fold_sets(plan, rows).items()}
+    trust = _fit_trust(plan, k, rows, arm_dir, predicted, outputs)
+    info.update(trust.info)
     frames = []
-    for name, rows in _fold_sets(plan, fold_rows(plan, k)).items():
-        lp, _ = predict_arrays(model, images[rows], plan.config.train.eval_batch_size, input_fn=model_input)
-        frames.append(_prediction_frame(plan, rows, lp, name))
+    for name, (r, lp, feats) in predicted.items():
+        frame = _prediction_frame(plan, r, lp, name)
+        trust.add_columns(frame, plan.config.data.classes, trust.calibrate(np.exp(lp)), feats)
+        frames.append(frame)
     _write_fold(arm, k, arm_dir, frames, info)
+
+
+@dataclass
+class FoldTrust:
+    """A fold model's temperature (None: not scaled) and out-of-domain check (None: not fitted)."""
+
+    temperature: float | None
+    ood: object | None
+    info: dict
+
+    def calibrate(self, cnn_proba: np.ndarray) -> np.ndarray:
+        from blastscope.evaluation.calibration import apply_temperature
+
+        return cnn_proba if self.temperature is None else apply_temperature(cnn_proba, self.temperature)
+
+    def add_columns(self, frame: pd.DataFrame, classes: Sequence[str], cal_proba: np.ndarray, feats: np.ndarray | None) -> None:
+        """``cal_p_<class>`` (the answering classifier's calibrated probability), ``ood_score``, ``out_of_domain``."""
+        for i, c in enumerate(classes):
+            frame[f"cal_p_{c}"] = cal_proba[:, i]
+        if self.ood is not None and feats is not None and len(frame):
+            score, flag = self.ood.flag(feats)
+            frame["ood_score"], frame["out_of_domain"] = score, flag
+        else:
+            frame["ood_score"], frame["out_of_domain"] = np.nan, False
+
+
+MAX_OOD_FEATURES = 1024  # a shared covariance of more features costs more memory than it is worth
+
+
+def _fit_trust(plan: CVPlan, k: int, rows: FoldRows, arm_dir: Path, predicted: dict, outputs) -> FoldTrust:
+    """Temperature on the selection cells' softmax (``trust.temperature``; only with an inner
+    selection split: under the papers' protocol the selection cells are the scored ones, so no
+    temperature is fitted), and a Mahalanobis out-of-domain check fitted on the fit cells' features
+    with its threshold on the selection cells (:mod:`blastscope.estimators.ood`), stored in
+    ``ood.safetensors``. Neither reads a scored cell."""
+    from safetensors.numpy import save_file
+
+    from blastscope.engine.atomic import atomic_write
+    from blastscope.estimators.ood import MahalanobisOOD
+    from blastscope.evaluation.calibration import fit_temperature
+
+    trust = plan.config.trust
+    info: dict = {"temperature": None, "temperature_on": None, "ood_threshold": None}
+    temperature = None
+    if trust.temperature and rows.inner and len(rows.select):
+        _, lp, _ = predicted["select"]
+        temperature = fit_temperature(np.exp(lp), plan.y[rows.select])
+        info.update(temperature=temperature, temperature_on="select")
+        if (lp.argmax(axis=1) == plan.y[rows.select]).all():
+            info["temperature_note"] = "not estimable: the network got every selection cell right, so no scaling (T = 1)"
+    elif trust.temperature:
+        info["temperature_note"] = "not fitted: the papers' protocol (data.selection: fold) has no unscored selection cells"
+    ood = None
+    fit_feats = outputs(rows.fit)[1]
+    if fit_feats is not None and fit_feats.shape[1] > MAX_OOD_FEATURES:
+        info["ood_note"] = f"not fitted: {fit_feats.shape[1]} features (more than {MAX_OOD_FEATURES})"
+    elif fit_feats is not None and len(rows.fit) >= 3:
+        try:
+            ood = MahalanobisOOD(trust.ood_quantile).fit(fit_feats, plan.y[rows.fit])
+            on = "select" if rows.inner else "fit"
+            ood.set_threshold(predicted["select"][2] if rows.inner else fit_feats)
+            info.update(ood_threshold=ood.threshold_, ood_quantile=trust.ood_quantile, ood_threshold_on=on)
+            arrays = {key: np.array(v, dtype=np.float64, order="C") for key, v in ood.to_arrays().items()}  # 0-d stays 0-d
+            atomic_write(arm_dir / "ood.safetensors", lambda p: save_file(arrays, str(p)))
+        except (ValueError, np.linalg.LinAlgError) as e:
+            logger.warning("fold %d: out-of-domain check not fitted (%s)", k + 1, e)
+            ood = None
+    return FoldTrust(temperature, ood, info)
+
+
+def _source_trust(run_dir: Path, plan: CVPlan, source: str, k: int) -> FoldTrust:
+    """The trust settings the source arm fitted for fold ``k`` (an auxiliary arm shares its CNN's)."""
+    import json
+
+    from safetensors.numpy import load_file
+
+    from blastscope.estimators.ood import MahalanobisOOD
+
+    arms = {a.name: a for a in plan.config.arms}
+    while arms[source].model is None:
+        source = arms[source].source
+    src = fold_dir(run_dir, source, k)
+    info = json.loads((src / "fold.json").read_text())
+    ood = MahalanobisOOD.from_arrays(load_file(str(src / "ood.safetensors"))) if (src / "ood.safetensors").exists() else None
+    keep = ("temperature", "temperature_on", "temperature_note", "ood_threshold", "ood_quantile", "ood_threshold_on")
+    return FoldTrust(info.get("temperature"), ood, {key: info[key] for key in keep if key in info})
 
 
 def _evaluate_aux(plan: CVPlan, run_dir: Path, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[str, np.ndarray],
@@ -477,25 +630,33 @@ def _evaluate_aux(plan: CVPlan, run_dir: Path, arm: ArmConfig, k: int, arm_dir: 
     from blastscope.estimators.theta_rule import theta_combine
 
     cnn = _load_trained(plan, run_dir, arm.source, k, trained)
-    outputs, info = _aux_arm(plan, arm, k, arm_dir, arrays, cnn, progress)
+    trust = _source_trust(run_dir, plan, arm.source, k)
+    on_calibrated = arm.aux.theta_on == "calibrated" and trust.temperature is not None
+    theta_proba = trust.calibrate if on_calibrated else (lambda p: p)
+    outputs, info = _aux_arm(plan, arm, k, arm_dir, arrays, cnn, progress, theta_proba)
     info["source"] = arm.source
+    info.update(trust.info, theta_on="calibrated" if on_calibrated else "raw")
     frames = []
     classes = plan.config.data.classes
-    for name, (rows, lp, svm_pred, svm_proba) in outputs.items():
+    for name, (rows, lp, svm_pred, svm_proba, feats) in outputs.items():
         frame = _prediction_frame(plan, rows, lp, name)
         cnn_proba = np.exp(lp)
+        cal_cnn = trust.calibrate(cnn_proba)
+        cal = cal_cnn
         for i, c in enumerate(classes):
             frame[f"cnn_p_{c}"] = cnn_proba[:, i]
         if svm_pred is None:  # no SVM in this fold: the CNN answers every cell (theta = 0)
             frame["svm_pred"] = pd.array([pd.NA] * len(frame), dtype="Int64")
         else:
-            pred, source = theta_combine(cnn_proba, svm_pred, info["theta"])
+            pred, source = theta_combine(theta_proba(cnn_proba), svm_pred, info["theta"])
             by_svm = source == "svm"
             proba = np.where(by_svm[:, None], svm_proba, cnn_proba)  # the score of the classifier that answered
+            cal = np.where(by_svm[:, None], svm_proba, cal_cnn)  # the SVM's Platt probability is its calibration
             frame["pred"], frame["answered_by"], frame["svm_pred"] = pred, source, svm_pred
             for i, c in enumerate(classes):
                 frame[f"p_{c}"] = proba[:, i]
                 frame[f"svm_p_{c}"] = svm_proba[:, i]
+        trust.add_columns(frame, classes, cal, feats)
         frames.append(frame)
     info["sweep"] = list(arm.aux.sweep)
     _write_fold(arm, k, arm_dir, frames, info)

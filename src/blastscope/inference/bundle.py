@@ -11,6 +11,8 @@ Layout (``<fold>`` is 1-based, Model1..Modelk of the reports)::
                                 ``platt_a`` that gives SVM-answered cells their own
                                 probability), absent if the fold fell back
     input_fold<k>.safetensors   fitted model-input arrays, if the arm's input has any
+    ood_fold<k>.safetensors     the fold CNN's out-of-domain check (:class:`MahalanobisOOD` arrays)
+    stain_range.safetensors     the training set's stain reference and range (:class:`StainRange`)
     model_fold<k>.onnx          with ``onnx=True``: uint8 images -> log-probabilities, spectral features
     manifest.json               SHA-256 of every other file (:mod:`blastscope.inference.manifest`)
 
@@ -53,6 +55,7 @@ class FoldFiles:
     svm: str | None = None
     input: str | None = None
     onnx: str | None = None
+    ood: str | None = None
 
 
 @dataclass
@@ -64,6 +67,8 @@ class Bundle:
     folds: list[FoldFiles]
     svms: list[SpectralSVM | None]
     input_arrays: list[dict[str, np.ndarray]]
+    oods: list = field(default_factory=list)
+    stain_range: object | None = None
     _torch: list | None = field(default=None, repr=False)
     _onnx: list | None = field(default=None, repr=False)
 
@@ -93,6 +98,18 @@ class Bundle:
                 raise BundleError(f"{self.path / BUNDLE_FILE}: fold_thetas must be numbers in [0, 1], got {bad}")
             return [float(t) for t in thetas]
         return [self.theta] * len(self.folds)
+
+    @property
+    def trust(self) -> dict:
+        """bundle.json ``trust``: ``temperatures`` (one per fold, None = not scaled), ``theta_on``,
+        ``conformal`` (``scores``: the sorted calibration scores of each class, ``alpha``, cells and
+        subjects) or None, ``patient_threshold``; ``{}`` for bundles made before it existed."""
+        return self.spec.get("trust") or {}
+
+    @property
+    def temperatures(self) -> list[float | None]:
+        temps = self.trust.get("temperatures")
+        return list(temps) if isinstance(temps, list) and len(temps) == len(self.folds) else [None] * len(self.folds)
 
     @property
     def preprocess(self) -> Preprocess:
@@ -177,6 +194,31 @@ def _scalars_0d(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: (v.reshape(()) if k in ("gamma", "C", "platt_a") and v.shape == (1,) else v) for k, v in arrays.items()}
 
 
+def _ood(root: Path, name: str | None):
+    if name is None:
+        return None
+    from blastscope.estimators.ood import MahalanobisOOD
+
+    try:
+        return MahalanobisOOD.from_arrays(read_arrays(root, name))
+    except (KeyError, ValueError) as e:
+        raise BundleError(f"{root / name}: not usable out-of-domain arrays ({e})") from None
+
+
+def _stain(root: Path, meta: dict, verified) -> object | None:
+    name = (meta.get("trust") or {}).get("stain_range")
+    if name is None:
+        return None
+    if not isinstance(name, str) or name not in verified:
+        raise BundleError(f"{root / BUNDLE_FILE}: trust.stain_range names {name!r}, which is not a verified file of the bundle")
+    from blastscope.estimators.ood import StainRange
+
+    try:
+        return StainRange.from_arrays(read_arrays(root, name))
+    except (KeyError, ValueError) as e:
+        raise BundleError(f"{root / name}: not usable stain-range arrays ({e})") from None
+
+
 def _check_meta(path: Path, meta: Any) -> None:
     where = path / BUNDLE_FILE
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -229,6 +271,43 @@ def _check_bounds(where: Path, meta: dict) -> None:
     if theta is not None and theta != "auto" and not (isinstance(theta, (int, float)) and not isinstance(theta, bool)
                                                      and 0.0 <= theta <= 1.0):
         raise BundleError(f"{where}: theta must be a number in [0, 1], got {theta!r}")
+    _check_trust(where, meta)
+
+
+MAX_CALIBRATION_CELLS = 1_000_000
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _check_trust(where: Path, meta: dict) -> None:
+    """bundle.json ``trust``: every number in range before anything uses it."""
+    trust = meta.get("trust")
+    if trust is None:
+        return
+    if not isinstance(trust, dict):
+        raise BundleError(f"{where}: trust must be a mapping, got {trust!r}")
+    temps = trust.get("temperatures")
+    if temps is not None and (not isinstance(temps, list) or len(temps) != len(meta["folds"])
+                              or not all(t is None or (_number(t) and 0 < t <= 1000) for t in temps)):
+        raise BundleError(f"{where}: trust.temperatures must be one number > 0 (or null) per fold, got {temps!r}")
+    if trust.get("theta_on", "raw") not in ("raw", "calibrated"):
+        raise BundleError(f"{where}: trust.theta_on must be raw or calibrated, got {trust.get('theta_on')!r}")
+    t = trust.get("patient_threshold")
+    if t is not None and not (_number(t) and 0 < t < 1):
+        raise BundleError(f"{where}: trust.patient_threshold must be in (0, 1), got {t!r}")
+    conformal = trust.get("conformal")
+    if conformal is None:
+        return
+    scores = conformal.get("scores") if isinstance(conformal, dict) else None
+    if (not isinstance(scores, list) or len(scores) != len(meta["class_names"])
+            or not all(isinstance(s, list) and len(s) <= MAX_CALIBRATION_CELLS and all(_number(x) and 0 <= x <= 1 for x in s)
+                       for s in scores)):
+        raise BundleError(f"{where}: trust.conformal.scores must be one list of scores in [0, 1] per class")
+    alpha = conformal.get("alpha")
+    if not (_number(alpha) and 0 < alpha < 1):
+        raise BundleError(f"{where}: trust.conformal.alpha must be in (0, 1), got {alpha!r}")
 
 
 def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
@@ -251,7 +330,7 @@ def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
     except TypeError as e:
         raise BundleError(f"{path / BUNDLE_FILE}: malformed folds entry ({e})") from None
     for f in folds:
-        for name in (f.weights, f.svm, f.input, f.onnx):
+        for name in (f.weights, f.svm, f.input, f.onnx, f.ood):
             if name is not None and (not isinstance(name, str) or name not in verified):
                 raise BundleError(f"{path / BUNDLE_FILE}: fold {f.fold} names {name!r}, which is not a verified file of the bundle")
     svms: list[SpectralSVM | None] = []
@@ -268,7 +347,8 @@ def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
                               "an older blastscope whose SVM-answered cells showed the CNN's probability. Run the "
                               "cross-validation again with this version and export a new bundle")
         svms.append(svm)
-    bundle = Bundle(path, meta, folds, svms, [read_arrays(path, f.input) for f in folds])
+    bundle = Bundle(path, meta, folds, svms, [read_arrays(path, f.input) for f in folds],
+                    oods=[_ood(path, f.ood) for f in folds], stain_range=_stain(path, meta, verified))
     if backend == "torch":
         bundle.torch_models()
     elif backend == "onnx":

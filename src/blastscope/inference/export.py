@@ -92,6 +92,9 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
             copies.append((cnn_dir / "input.safetensors", files["input"]))
         if onnx:
             files["onnx"] = f"model_fold{n}.onnx"
+        if (cnn_dir / "ood.safetensors").exists():
+            files["ood"] = f"ood_fold{n}.safetensors"
+            copies.append((cnn_dir / "ood.safetensors", files["ood"]))
         folds.append(FoldFiles(**files))
     meta = _metadata(run, config, arm_cfg, spec, folds, onnx)
     if arm_cfg.aux is not None:  # the theta each fold model uses (chosen per fold with aux.theta: auto)
@@ -101,6 +104,10 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
         meta["fold_svm"] = [{key: i.get(key) for key in ("svm_C", "svm_gamma", "svm_standardize", "svm_search", "theta_search",
                                                          "platt_a", "aux_fallback")} for i in infos]
     meta["model_card"] = model_card(run_dir, arm_cfg.name)
+    meta["trust"] = _trust(run_dir, run, config, arm_cfg, spec)
+    if (run_dir / STAIN_FILE).exists():
+        meta["trust"]["stain_range"] = STAIN_FILE
+        copies.append((run_dir / STAIN_FILE, STAIN_FILE))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
@@ -119,6 +126,40 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("bundle of arm %s (%d folds) written to %s", arm_cfg.name, len(folds), out)
+    return out
+
+
+STAIN_FILE = "stain_range.safetensors"
+
+
+def _trust(run_dir: Path, run: dict, config: RunConfig, arm: ArmConfig, spec: dict) -> dict:
+    """bundle.json ``trust``: each fold CNN's temperature, where the theta rule reads, the vote's
+    conformal calibration scores (the run's calibration cells, ``trust.calibration``) and the patient
+    threshold chosen on training subjects (:mod:`blastscope.evaluation.trust`)."""
+    from blastscope.evaluation.aggregate import load_predictions
+    from blastscope.evaluation.operating_point import normalize_positive
+    from blastscope.evaluation.trust import arm_trust
+
+    n = int(run["n_folds"])
+    cnn_infos = [json.loads((fold_dir(run_dir, spec["arm"], k) / "fold.json").read_text()) for k in range(n)]
+    infos = {k: json.loads((fold_dir(run_dir, arm.name, k) / "fold.json").read_text()) for k in range(n)}
+    preds = load_predictions(run_dir)
+    classes = list(config.data.classes)
+    summary = arm_trust(preds[preds["arm"] == arm.name], classes, normalize_positive(classes, config.data.positive), infos,
+                        alpha=config.trust.alpha, patient_threshold=config.trust.patient_threshold)
+    out: dict = {"temperatures": [i.get("temperature") for i in cnn_infos],
+                 "theta_on": infos[0].get("theta_on", "raw") if arm.aux is not None else "raw",
+                 "conformal": None, "patient_threshold": None, "ood_quantile": config.trust.ood_quantile}
+    if summary is None:
+        return out
+    if summary.get("patient", {}).get("vote_choice"):
+        out["patient_threshold"] = summary["patient"]["vote_choice"]["threshold"]
+        out["patient_threshold_on"] = "out-of-fold subjects (training subjects of the bundle's fold models)"
+    conformal = summary.get("conformal")
+    if conformal is not None:
+        out["conformal"] = {"scores": conformal["vote_scores"], "alpha": config.trust.alpha,
+                            "cells": conformal["calibration_cells"], "subjects": conformal["calibration_subjects"],
+                            "calibration": config.trust.calibration}
     return out
 
 

@@ -48,7 +48,11 @@ class CellPredictions:
     SVM's Platt probability where ``fold_source`` is "svm"); ``fold_cnn_proba`` (F, N, K) the CNN
     softmax alone; ``fold_pred`` (F, N) labels after the theta rule (the argmax of ``fold_proba``);
     ``fold_source`` (F, N) "cnn"/"svm"; ``pred`` (N,) voted labels; ``agreement`` (N,) in (0, 1];
-    ``proba`` (N, K) mean of ``fold_proba``.
+    ``proba`` (N, K) mean of ``fold_proba``; ``cal_proba`` (N, K) the same mean of the calibrated
+    probabilities (each fold CNN's softmax temperature-scaled, the SVM's Platt probability);
+    ``ood_ratio`` (N,) the median over fold models of the out-of-domain score over its threshold
+    (above 1: outside), ``out_of_domain`` (N,) True when most fold models flag the cell (None without
+    out-of-domain checks); ``sets`` (N, K) the conformal prediction sets (None without calibration).
     """
 
     fold_proba: np.ndarray
@@ -58,6 +62,10 @@ class CellPredictions:
     agreement: np.ndarray
     proba: np.ndarray
     fold_cnn_proba: np.ndarray | None = None
+    cal_proba: np.ndarray | None = None
+    ood_ratio: np.ndarray | None = None
+    out_of_domain: np.ndarray | None = None
+    sets: np.ndarray | None = None
 
 
 @dataclass
@@ -77,11 +85,12 @@ class Predictor:
         backend: "torch" or "onnx" (the bundle must have been exported with ``--onnx``).
         batch_size: images per forward pass, >= 1; files are decoded in chunks of 8 batches.
         theta: override the bundle's confidence probability for auxiliary arms, in [0, 1].
+        alpha: the conformal error rate per class, in (0, 0.5); default the bundle's.
         progress: progress factory (the CLI passes a tqdm one).
     """
 
     def __init__(self, bundle: Bundle | Path | str, backend: str = "torch", batch_size: int = 32,
-                 theta: float | None = None, progress: ProgressFactory = no_progress) -> None:
+                 theta: float | None = None, progress: ProgressFactory = no_progress, alpha: float | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got backend={backend!r}")
         if int(batch_size) < 1:
@@ -96,6 +105,23 @@ class Predictor:
         self.progress = progress
         self.preprocess = self.bundle.preprocess
         self._models = self.bundle.torch_models() if backend == "torch" else self.bundle.onnx_models()
+        trust = self.bundle.trust
+        self.temperatures = self.bundle.temperatures
+        self.theta_on = trust.get("theta_on", "raw")
+        self.calibrated = any(t is not None for t in self.temperatures)
+        conformal = trust.get("conformal")
+        self.alpha = None
+        self.set_thresholds = None
+        if alpha is not None and not 0.0 < float(alpha) < 0.5:
+            raise ValueError(f"alpha must be in (0, 0.5), got alpha={alpha}")
+        if conformal is not None:
+            from blastscope.evaluation.conformal import mondrian_thresholds
+
+            self.alpha = float(conformal["alpha"] if alpha is None else alpha)
+            self.set_thresholds = mondrian_thresholds([np.asarray(s) for s in conformal["scores"]], self.alpha)
+        elif alpha is not None:
+            logger.warning("this bundle has no conformal calibration (trust.calibration was not set); --alpha is ignored")
+        self.patient_threshold = trust.get("patient_threshold")
 
     @property
     def class_names(self) -> list[str]:
@@ -119,26 +145,43 @@ class Predictor:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) == 0:
             raise ValueError(f"images must be a non-empty uint8 N x H x W x 3 array, got {images.dtype} {images.shape}")
-        probas, cnn_probas, preds, sources = [], [], [], []
+        from blastscope.evaluation.calibration import apply_temperature
+        from blastscope.evaluation.conformal import prediction_sets
+
+        probas, cal_probas, cnn_probas, preds, sources, ratios, flags = [], [], [], [], [], [], []
+        oods = self.bundle.oods or [None] * len(self.bundle.svms)
         for i, svm in enumerate(self.bundle.svms):
-            logp, feats = self._fold_outputs(i, images, spectral=svm is not None)
+            logp, feats = self._fold_outputs(i, images, spectral=svm is not None or oods[i] is not None)
             cnn_proba = np.exp(logp.astype(np.float64))
             cnn_proba /= cnn_proba.sum(axis=1, keepdims=True)
-            proba = cnn_proba
+            t = self.temperatures[i]
+            cal_cnn = cnn_proba if t is None else apply_temperature(cnn_proba, t)
+            proba, cal = cnn_proba, cal_cnn
             if svm is not None and self.thetas[i] is not None:
                 svm_pred, svm_proba = svm.predict_and_proba(feats)
-                pred, source = theta_combine(cnn_proba, svm_pred.astype(np.int64), self.thetas[i])
-                proba = np.where((source == "svm")[:, None], svm_proba, cnn_proba)
+                theta_input = cal_cnn if self.theta_on == "calibrated" else cnn_proba
+                pred, source = theta_combine(theta_input, svm_pred.astype(np.int64), self.thetas[i])
+                by_svm = (source == "svm")[:, None]
+                proba, cal = np.where(by_svm, svm_proba, cnn_proba), np.where(by_svm, svm_proba, cal_cnn)
             else:
                 pred, source = cnn_proba.argmax(axis=1), np.full(len(images), "cnn")
+            if oods[i] is not None:
+                score, flag = oods[i].flag(feats)
+                ratios.append(score / max(oods[i].threshold_, 1e-12))
+                flags.append(flag)
             probas.append(proba)
+            cal_probas.append(cal)
             cnn_probas.append(cnn_proba)
             preds.append(pred)
             sources.append(source)
         fold_proba, fold_pred = np.stack(probas), np.stack(preds).astype(np.int64)
         vote, agreement = majority_vote(fold_pred, fold_proba)
+        cal_proba = np.stack(cal_probas).mean(axis=0)
+        ood_ratio = np.median(np.stack(ratios), axis=0) if ratios else None
+        out_of_domain = np.stack(flags).mean(axis=0) > 0.5 if flags else None
+        sets = prediction_sets(cal_proba, self.set_thresholds) if self.set_thresholds is not None else None
         return CellPredictions(fold_proba, fold_pred, np.stack(sources), vote, agreement, fold_proba.mean(axis=0),
-                               np.stack(cnn_probas))
+                               np.stack(cnn_probas), cal_proba, ood_ratio, out_of_domain, sets)
 
     def _load(self, path: Path) -> np.ndarray:
         return self.preprocess(read_image(path))
@@ -186,7 +229,8 @@ class Predictor:
     @property
     def columns(self) -> list[str]:
         return (["file", "subject_id", "status", "error", "pred"] + [f"p_{c}" for c in self.class_names]
-                + ["confidence", "agreement", "answered_by", "svm_share", "fold_preds", "review"])
+                + ["confidence", "agreement", "answered_by", "svm_share", "fold_preds", "prediction_set",
+                   "out_of_domain", "ood_score", "review", "review_reason"] + [f"raw_p_{c}" for c in self.class_names])
 
     def _error_row(self, file: Path, subject: str, reason: str) -> dict:
         return {"file": str(file), "subject_id": subject, "status": "error", "error": reason}
@@ -195,13 +239,40 @@ class Predictor:
         names = self.class_names
         svm_share = (r.fold_source == "svm").mean(axis=0)
         rows = []
+        proba = r.cal_proba if r.cal_proba is not None else r.proba
         for n, (file, subject) in enumerate(zip(files, subjects)):
-            confidence = float(r.proba[n, r.pred[n]])
+            confidence = float(proba[n, r.pred[n]])
             share = float(svm_share[n])
             row = {"file": str(file), "subject_id": subject, "status": "ok", "error": "", "pred": names[r.pred[n]]}
-            row.update({f"p_{c}": float(r.proba[n, i]) for i, c in enumerate(names)})
+            row.update({f"p_{c}": float(proba[n, i]) for i, c in enumerate(names)})
+            row.update({f"raw_p_{c}": float(r.proba[n, i]) for i, c in enumerate(names)})
+            ood = bool(r.out_of_domain[n]) if r.out_of_domain is not None else False
+            in_set = [names[i] for i in np.flatnonzero(r.sets[n])] if r.sets is not None else None
+            reasons = self._reasons(in_set, names[r.pred[n]], confidence, review_below, ood,
+                                    r.ood_ratio[n] if r.ood_ratio is not None else None)
             row.update(confidence=confidence, agreement=float(r.agreement[n]),
                        answered_by="cnn" if share == 0 else "svm" if share == 1 else "mixed", svm_share=share,
-                       fold_preds="|".join(names[p] for p in r.fold_pred[:, n]), review=confidence < review_below)
+                       fold_preds="|".join(names[p] for p in r.fold_pred[:, n]),
+                       prediction_set="|".join(in_set) if in_set is not None else "",
+                       out_of_domain=ood, ood_score=float(r.ood_ratio[n]) if r.ood_ratio is not None else float("nan"),
+                       review=bool(reasons), review_reason="; ".join(reasons))
             rows.append(row)
         return rows
+
+    def _reasons(self, in_set: list[str] | None, pred: str, confidence: float, review_below: float, ood: bool,
+                 ood_ratio: float | None) -> list[str]:
+        """Why a cell is flagged for review, in words (empty: not flagged)."""
+        reasons = []
+        if in_set is not None:
+            if not in_set:
+                reasons.append(f"empty prediction set at alpha {self.alpha:g}: unlike any cell the model was calibrated on")
+            elif len(in_set) > 1:
+                reasons.append(f"prediction set {{{', '.join(in_set)}}} at alpha {self.alpha:g}: the model cannot tell "
+                               "these classes apart at this error rate")
+            elif in_set != [pred]:
+                reasons.append(f"prediction set {{{in_set[0]}}} at alpha {self.alpha:g} disagrees with the voted class {pred}")
+        elif confidence < review_below:
+            reasons.append(f"confidence {confidence:.2f} below {review_below:g} (this bundle has no conformal calibration)")
+        if ood:
+            reasons.append(f"out of domain: its features are {ood_ratio:.1f}x the distance threshold from the training cells")
+        return reasons

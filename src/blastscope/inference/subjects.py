@@ -59,7 +59,7 @@ def subject_call(positive: int, n: int, threshold: float = 0.5, confidence: floa
 
 
 def summarise_subjects(cells: pd.DataFrame, positive: str | Sequence[str], threshold: float = 0.5,
-                       confidence: float = 0.95) -> pd.DataFrame:
+                       confidence: float = 0.95, count_flagged: bool = True) -> pd.DataFrame:
     """One row per subject from per-cell predictions.
 
     Args:
@@ -67,10 +67,14 @@ def summarise_subjects(cells: pd.DataFrame, positive: str | Sequence[str], thres
             and optionally ``review`` (bool); only rows with ``status == "ok"`` count when a
             ``status`` column exists.
         positive: name of the leukemic class, or a list of names (a cell predicted as any of them counts).
+        count_flagged: False: cells flagged for review (``review``) are counted apart, not in the
+            fraction (``counted_cells`` are the others); a subject whose every cell is flagged
+            is called "refer".
 
     Returns:
-        Columns ``subject_id, cells, positive_cells, fraction_positive, ci_low, ci_high, call,
-        review_cells``, sorted by subject id.
+        Columns ``subject_id, cells, counted_cells, positive_cells, fraction_positive, ci_low,
+        ci_high, call, review_cells``, sorted by subject id (``positive_cells`` and the fraction
+        are over the counted cells).
     """
     threshold = _check_threshold(threshold)
     positives = [positive] if isinstance(positive, str) else list(positive) if isinstance(positive, Sequence) else []
@@ -82,9 +86,16 @@ def summarise_subjects(cells: pd.DataFrame, positive: str | Sequence[str], thres
     frame = frame[frame["subject_id"].astype(str) != ""]
     rows = []
     for subject, g in frame.groupby("subject_id", sort=True):
-        k = int(g["pred"].isin(positives).sum())
-        row = {"subject_id": subject, **subject_call(k, len(g), threshold, confidence)}
-        row["review_cells"] = int(np.sum(g["review"].astype(bool))) if "review" in g.columns else 0
+        flagged = g["review"].astype(bool).to_numpy() if "review" in g.columns else np.zeros(len(g), bool)
+        counted = g if count_flagged else g[~flagged]
+        k = int(counted["pred"].isin(positives).sum())
+        if len(counted):
+            row = {"subject_id": subject, **subject_call(k, len(counted), threshold, confidence)}
+        else:
+            row = {"subject_id": subject, "positive_cells": 0, "fraction_positive": float("nan"),
+                   "ci_low": float("nan"), "ci_high": float("nan"), "call": "refer"}
+        row.update(cells=len(g), counted_cells=len(counted), review_cells=int(flagged.sum()))
         rows.append(row)
-    columns = ["subject_id", "cells", "positive_cells", "fraction_positive", "ci_low", "ci_high", "call", "review_cells"]
+    columns = ["subject_id", "cells", "counted_cells", "positive_cells", "fraction_positive", "ci_low", "ci_high", "call",
+               "review_cells"]
     return pd.DataFrame(rows, columns=columns)

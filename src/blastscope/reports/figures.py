@@ -139,3 +139,25 @@ def subject_section(data: RunData, fig: FigureWriter) -> str:
             png = plots.subject_accuracy(rows, data.class_names, f"{arm}: {_set_label(s)}")
             out.append(fig(f"subjects_{arm}_{s}", png, f"{arm}: accuracy per subject on '{s}' (cells in brackets)"))
     return "\n".join(out)
+
+
+def trust_section(data: RunData, fig: FigureWriter) -> str:
+    """Reliability diagrams (raw and calibrated) and a plain-words key to the trust tables."""
+    out = ['<h2 id="trust">Trust: calibration, referral, out-of-domain cells, patient call</h2>',
+           note("Calibrated probability: each fold CNN's softmax divided by a temperature fitted on its selection "
+                "cells (training subjects), the SVM's Platt probability where the SVM answered. Conformal referral: a "
+                "cell is flagged when its prediction set at the stated alpha is not a single class; the coverage of each "
+                "class is guaranteed to be at least 1 - alpha for cells of new subjects exchangeable with the "
+                "calibration subjects, not for any one patient. The tables are above, under the results tables.")]
+    for arm, entry in (data.metrics or {}).get("arms", {}).items():
+        trust = entry.get("trust")
+        if not trust or not trust.get("calibration"):
+            continue
+        panels = [(("out-of-fold" if s == "oof" else _set_label(s)),
+                   {"raw": c["raw"]["reliability"], "calibrated": c["calibrated"]["reliability"]})
+                  for s, c in sorted(trust["calibration"].items(), key=lambda x: x[0] != "oof")]
+        out.append(fig(f"reliability_{arm}", plots.reliability_diagrams(panels, f"{arm}: reliability"),
+                       f"{arm}: reliability diagrams (equal-mass bins): accuracy against confidence, raw and calibrated"))
+    if len(out) == 2:
+        out.append(note("No calibration data in this run (made before blastscope recorded calibrated probabilities)."))
+    return "\n".join(out)

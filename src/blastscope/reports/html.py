@@ -48,7 +48,7 @@ p.caption{font-size:12px;color:#4b5661;margin-top:-14px}
 
 _NAV = [("config", "Configuration"), ("data", "Data"), ("tables", "Tables"), ("folds", "Fold models"),
         ("curves", "Training curves"), ("roc", "ROC"), ("confusion", "Confusion"), ("theta", "Theta (Fig. 10)"),
-        ("subjects", "Subjects (Fig. 11)"), ("dct", "DCT (Fig. 4)"), ("maps", "Maps (Fig. 13)"),
+        ("subjects", "Subjects (Fig. 11)"), ("trust", "Trust"), ("dct", "DCT (Fig. 4)"), ("maps", "Maps (Fig. 13)"),
         ("features", "Features (Fig. 14)")]
 
 
@@ -60,10 +60,11 @@ def _figure_sections(data: RunData, fig: FigureWriter) -> list[str]:
         roc_section,
         subject_section,
         theta_section,
+        trust_section,
     )
 
     out = []
-    for section in (curves_section, roc_section, confusion_section, theta_section, subject_section,
+    for section in (curves_section, roc_section, confusion_section, theta_section, subject_section, trust_section,
                     dct_section, feature_maps_section, features_section):
         try:
             out.append(section(data, fig))

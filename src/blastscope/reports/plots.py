@@ -214,3 +214,26 @@ def feature_maps(rgb: np.ndarray, c5: np.ndarray, c6: np.ndarray, labels: Sequen
         axes[i, 0].set_ylabel(f"{labels[i]} (p={probability[i]:.2f})", color=_class_colour(c), fontsize=8)
     fig.suptitle(title)
     return _png(fig)
+
+
+def reliability_diagrams(panels: Sequence[tuple[str, dict[str, Sequence[dict]]]], title: str) -> bytes:
+    """One panel per set: accuracy against mean confidence per equal-mass bin, raw and calibrated,
+    with the diagonal (perfect calibration); marker area grows with the bin's cells."""
+    fig = _figure(3.6 * max(len(panels), 1), 3.4)
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    for ax, (label, curves) in zip(axes, panels):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfect")
+        for i, (name, points) in enumerate(curves.items()):
+            if points:
+                ax.plot([p["confidence"] for p in points], [p["accuracy"] for p in points], marker="o", lw=1.2,
+                        color=_class_colour(i), label=name, markersize=4)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("mean confidence (top class)")
+        ax.set_ylabel("accuracy")
+        import textwrap
+
+        ax.set_title("\n".join(textwrap.wrap(label, 42)[:3]), fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)

@@ -172,6 +172,9 @@ def print_run_tables(metrics: dict, console: Console | None = None) -> None:
             console.print(table)
         for s, guard in (entry.get("svm_guard") or {}).items():
             console.print(_guard_table(arm, s, guard, metrics))
+    from blastscope.reports.trust_tables import print_trust_tables
+
+    print_trust_tables(metrics, console)
     from blastscope.reports.paper_tables import print_paper_tables
 
     print_paper_tables(metrics, console)  # LeukoNet Table 2 / LeukemiaNet Table 1 layouts for their recipes
