@@ -1,15 +1,24 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_bytes", "spreadsheet_safe"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_bytes", "spreadsheet_safe",
+           "writing_error"]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def writing_error(e: OSError, path: Path | str) -> OSError:
+    """``e`` naming ``path``, the file being written: a full disk's ENOSPC from ``write()`` names no
+    file, a temporary file's name means nothing to the user, and ``shutil.copyfile`` names its source."""
+    return OSError(e.errno, e.strerror or str(e), str(path))
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -24,6 +33,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename in (None, tmp):
+            raise writing_error(e, path) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
