@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from blastscope.data.csv_text import CsvTextError, csv_text
 from blastscope.data.decode import IMAGE_SUFFIXES
 from blastscope.data.index import IndexError_, make_index
 
@@ -24,8 +25,9 @@ logger = logging.getLogger(__name__)
 def read_subject_csv(path: Path) -> dict[str, str]:
     """Map file (relative path or bare name) -> subject id; any defect is an IndexError_ naming the CSV (and line)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return _subject_rows(csv.DictReader(fh), path)
+        return _subject_rows(csv.DictReader(csv_text(path)), path)
+    except CsvTextError as e:
+        raise IndexError_(str(e)) from None
     except (csv.Error, UnicodeError, OSError) as e:
         raise IndexError_(f"{path}: not a readable CSV file ({e})") from None
 
