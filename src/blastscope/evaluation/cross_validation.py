@@ -38,7 +38,7 @@ from torch import nn
 
 from blastscope.config import ArmConfig, RunConfig, arm_training, config_to_dict, read_config, save_config
 from blastscope.data.cache import ImageCache
-from blastscope.data.check import duplicate_problems
+from blastscope.data.check import HELD_OUT, index_problems
 from blastscope.data.decode import UnreadableImagesError
 from blastscope.data.index import validate_index, write_index_csv
 from blastscope.data.preprocess import Preprocess
@@ -58,7 +58,6 @@ from blastscope.run_layout import fold_dir
 __all__ = ["CVPlan", "FoldRows", "fold_rows", "plan_cv", "run_cv", "build_arm_model", "RunFolderError"]
 
 logger = logging.getLogger(__name__)
-HELD_OUT = ("validation", "test")
 
 
 class RunFolderError(ValueError):
@@ -110,10 +109,9 @@ def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
     held["fold"] = -1
     full = pd.concat([train, held], ignore_index=True)
     full.attrs["grouping"] = data.grouping
-    if data.fold_mode != "image" and len(held):
-        overlap = set(train["subject_id"]) & set(held["subject_id"])
-        if overlap:
-            raise ValueError(f"subjects appear in both training and held-out data: {sorted(overlap)[:10]}")
+    errors = [p["problem"] for p in index_problems(full, _check_grouping(config)) if p["severity"] == "error"]
+    if errors:  # the checks `blastscope data check` reports as errors
+        raise ValueError("; ".join(errors))
     y = full["label"].map({c: i for i, c in enumerate(data.classes)}).to_numpy(np.int64)
     return CVPlan(
         config=config,
@@ -123,6 +121,11 @@ def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
         held_out={s: np.flatnonzero(full["split"].to_numpy() == s) for s in HELD_OUT if (full["split"] == s).any()},
         image_level=data.grouping == "image" or data.fold_mode == "image",
     )
+
+
+def _check_grouping(config: RunConfig) -> str:
+    """The grouping of the shared index checks: image-level folds make every image its own group."""
+    return "image" if config.data.fold_mode == "image" else config.data.grouping
 
 
 def _check_content(run_dir: Path, plan: CVPlan, digests: list[str]) -> None:
@@ -350,8 +353,9 @@ def _decode_all(plan: CVPlan, index: pd.DataFrame, cache: ImageCache, preprocess
             plan = _plan_without(plan.config, index, skipped)
     frame = plan.index
     digests = cache.digests(paths)
-    for problem in duplicate_problems(paths, frame["subject_id"].tolist(), frame["label"].tolist(), digests, "identical files"):
-        logger.warning("%s (blastscope data check finds identical pixels too)", problem["problem"])
+    for problem in index_problems(frame, _check_grouping(plan.config), digests):
+        if problem["severity"] == "warning":
+            logger.warning("%s (blastscope data check reports them too)", problem["problem"])
     return images, plan, skipped, digests
 
 
