@@ -44,7 +44,7 @@ from blastscope.data.index import validate_index, write_index_csv
 from blastscope.data.preprocess import Preprocess
 from blastscope.engine import distributed as ddp
 from blastscope.engine.arm_models import check_input_sizes, load_fold_model
-from blastscope.engine.atomic import atomic_write_json, atomic_write_text
+from blastscope.engine.atomic import atomic_write_csv, atomic_write_json, read_safe_csv
 from blastscope.engine.inference import predict_arrays
 from blastscope.engine.inputs import ModelInput, build_input
 from blastscope.engine.progress import ProgressFactory, no_progress
@@ -134,7 +134,7 @@ def _check_content(run_dir: Path, plan: CVPlan, digests: list[str]) -> None:
     path = run_dir / "content.csv"
     if not path.exists():
         return
-    old = pd.read_csv(path, keep_default_na=False, dtype=str)
+    old = read_safe_csv(path, keep_default_na=False, dtype=str)
     before = dict(zip(old["path"], old["sha1"]))
     changed = [p for p, d in zip(plan.index["path"], digests) if before.get(p, d) != d]
     if changed:
@@ -159,8 +159,8 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
     run_dir.mkdir(parents=True, exist_ok=True)
     write_index_csv(plan.index, run_dir / "index.csv")
     if digests is not None:
-        atomic_write_text(run_dir / "content.csv", pd.DataFrame({"path": plan.index["path"], "sha1": digests}).to_csv(index=False))
-    atomic_write_text(folds_path, folds.to_csv(index=False))
+        atomic_write_csv(run_dir / "content.csv", pd.DataFrame({"path": plan.index["path"], "sha1": digests}))
+    atomic_write_csv(folds_path, folds)
     atomic_write_json(run_dir / "run.json", {
         "recipe": plan.config.recipe, "paper": plan.config.paper, "class_names": list(plan.config.data.classes),
         "positive": pos if isinstance(pos := plan.config.data.positive, str) else list(pos),  # a name, or a list of names
@@ -171,12 +171,12 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
         "skipped": len(skipped), "training": arm_training(plan.config),
         "provenance": provenance(plan.index, data_dir),
     })
-    atomic_write_text(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(index=False))
+    atomic_write_csv(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]))
     save_config(plan.config, config_path)
 
 
 def _same_folds(folds_path: Path, plan: CVPlan) -> bool:
-    old = pd.read_csv(folds_path, keep_default_na=False, dtype={"subject_id": str, "label": str})
+    old = read_safe_csv(folds_path, keep_default_na=False, dtype={"subject_id": str, "label": str})
     return old["path"].tolist() == plan.index["path"].tolist() and old["fold"].tolist() == plan.index["fold"].tolist()
 
 
@@ -509,7 +509,7 @@ def _write_fold(arm: ArmConfig, k: int, arm_dir: Path, frames: list[pd.DataFrame
     predictions = pd.concat(frames, ignore_index=True)
     predictions.insert(0, "fold", k)
     predictions.insert(0, "arm", arm.name)
-    atomic_write_text(arm_dir / "predictions.csv", predictions.to_csv(index=False))
+    atomic_write_csv(arm_dir / "predictions.csv", predictions)
     atomic_write_json(arm_dir / "fold.json", {"arm": arm.name, "fold": k, **info})  # last: the fold is done
     scored = predictions[predictions["set"] == "oof"]
     accuracy = float((scored["pred"] == scored["y"]).mean()) if len(scored) else float("nan")
