@@ -1,6 +1,7 @@
 """Shared fixtures: the real sample images of ../shared/data and small synthetic C-NMC trees on disk."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,17 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     from blastscope.inference.export import export_bundle
 
     return export_bundle(tiny_run, tmp_path_factory.mktemp("bundles") / "tiny", onnx=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs (needs root to mount; skipped elsewhere)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or 'not root'}); the full-disk test needs one")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)

@@ -4,22 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 3 MB tmpfs (needs root to mount; skipped elsewhere)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or 'not root'}); the full-disk test needs one")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
-
 
 def test_full_disk_is_a_clear_error_and_leaves_no_temporary_file(tiny_synthetic, small_disk):
     """Before the fix the memory map was sparse and the process died of SIGBUS (exit -7/135) with

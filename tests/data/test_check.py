@@ -22,7 +22,7 @@ def test_problems_are_all_reported(tmp_path, cnmc_samples):
     assert not report["ok"]
     problems = " | ".join(f"{p['file']}: {p['problem']}" for p in report["problems"])
     assert "UID_7_1_1_all.bmp: empty file" in problems
-    assert "identical pixels" in problems and "UID_H9_1_1_hem.bmp" in problems
+    assert "identical files under two subjects and two classes" in problems and "UID_H9_1_1_hem.bmp" in problems
 
 
 def test_missing_folder(tmp_path):

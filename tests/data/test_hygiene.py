@@ -34,7 +34,7 @@ def test_identical_pixels_under_two_subjects_of_one_class(loose):
     shutil.copy(loose / "UID_1_2_2_all.bmp", loose / "UID_77_1_1_all.bmp")
     problems = _problems(check_dataset(loose))
     assert len(problems) == 1
-    assert "identical pixels under two subjects:" in problems[0] and "two classes" not in problems[0]
+    assert problems[0].startswith("warning: identical files under two subjects:") and "two classes" not in problems[0]
     assert "UID_1_2_2_all.bmp" in problems[0] and "UID_77_1_1_all.bmp" in problems[0]
 
 

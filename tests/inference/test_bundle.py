@@ -174,7 +174,14 @@ def test_export_refusals(tiny_run, tiny_bundle, tmp_path):
     ({"preprocess": {"canvas": 350, "resize": 64, "threshold": 0, "extra": 1}}, r"unknown key\(s\) \['extra'\]"),
     ({"theta": "abc"}, r"theta must be a number in \[0, 1\], got 'abc'"),
     ({"fold_thetas": [0.9, 7, 0.9]}, r"fold_thetas must be numbers in \[0, 1\]"),
-    ({"class_names": ["hem"] * 100}, r"class_names must be 2 to 64 names"),
+    ({"class_names": ["hem"] * 100}, r"class_names must be 2 to 64 distinct names"),
+    ({"class_names": ["all", "all"]}, r"class_names must be 2 to 64 distinct names"),
+    ({"preprocess": {"canvas": 350, "resize": 64, "threshold": "abc"}}, r"preprocess.threshold must be an integer in \[0, 255\], got 'abc'"),
+    ({"model": {"id": "sdct_net", "kwargs": {"bogus": 1}}}, r"model 'sdct_net' cannot be built from its kwargs \{'bogus': 1\} \(.*unexpected keyword"),
+    ({"model": {"id": "sdct_net", "kwargs": [1]}}, r"model must be a mapping with the string 'id' and the mapping 'kwargs'"),
+    ({"model": "sdct_net"}, r"model must be a mapping"),
+    ({"input": {"name": "rgb", "kwargs": {"bogus": 1}}}, r"model input 'rgb' cannot be built from its kwargs"),
+    ({"input": "rgb"}, r"input must be a mapping"),
 ])
 def test_settings_out_of_bounds_are_refused_before_allocating(tiny_bundle, tmp_path, change, message):
     """A bundle whose manifest was recomputed after editing its settings still meets bounds checks with a
@@ -187,3 +194,26 @@ def test_settings_out_of_bounds_are_refused_before_allocating(tiny_bundle, tmp_p
     write_manifest(b)
     with pytest.raises(BundleError, match=message):
         Predictor(b)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"preprocess": {"canvas": 350, "resize": 64, "threshold": 0, "extra": 1}}, "preprocess has unknown key(s) ['extra']"),
+    ({"model": {"id": "sdct_net", "kwargs": {"bogus": 1}}}, "model 'sdct_net' cannot be built from its kwargs"),
+    ({"theta": "abc"}, "theta must be a number in [0, 1], got 'abc'"),
+])
+def test_predict_names_the_bundle_and_the_problem_in_one_line(tiny_bundle, tiny_synthetic, tmp_path, change, message):
+    """``blastscope predict`` with an edited (manifest recomputed) bundle.json: one line naming the
+    bundle's file and the problem, exit status 2; bad model kwargs were a TypeError traceback, exit 1."""
+    from click.testing import CliRunner
+
+    from blastscope.cli import main
+
+    b = _copy(tiny_bundle, tmp_path)
+    meta = json.loads((b / "bundle.json").read_text())
+    (b / "bundle.json").write_text(json.dumps({**meta, **change}))
+    write_manifest(b)
+    image = next(tiny_synthetic.rglob("*.bmp"))
+    result = CliRunner().invoke(main, ["predict", str(b), str(image), "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 2, result.output
+    assert f"error: {b / 'bundle.json'}: {message}" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

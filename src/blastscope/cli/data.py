@@ -50,13 +50,20 @@ def data_synth(out: Path, preset: str, seed: int, signal, train_subjects, cells,
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--layout", type=click.Choice(["auto", "cnmc", "all-idb1", "all-idb2", "folder"]), default="auto")
 @click.option("--subjects-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--grouping", type=click.Choice(["auto", "subject", "image"]), default="auto", show_default=True,
+              help="As `cv --grouping`; auto: subject-level when the data has subject ids, else image-level.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def data_check(root: Path, layout: str, subjects_csv, as_json: bool) -> None:
-    """Check a data folder: layout, counts per class/subject/fold, and every problem at once."""
+def data_check(root: Path, layout: str, subjects_csv, grouping: str, as_json: bool) -> None:
+    """Check a data folder: layout, counts per class/subject/fold, and every problem at once.
+
+    It makes the checks `blastscope cv` makes (what cv refuses is an error here, what it warns
+    about a warning) and one more: identical pixels in files whose bytes differ. Exit status 1
+    when any problem is an error.
+    """
     from blastscope.data.check import check_dataset
 
     with _bar(desc="reading images") as bar:
-        report = check_dataset(root, layout, subjects_csv, progress=bar.update)
+        report = check_dataset(root, layout, subjects_csv, progress=bar.update, grouping=grouping)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -65,10 +72,12 @@ def data_check(root: Path, layout: str, subjects_csv, as_json: bool) -> None:
 
 
 def _print_check(report: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     con = _console()
-    con.print(f"[bold]{report['root']}[/bold]  layout: {report['layout']}  images: {report['images']}")
+    con.print(f"[bold]{escape(report['root'])}[/bold]  layout: {report['layout']}  grouping: {report['grouping']}  "
+              f"images: {report['images']}")
     if "classes" in report:
         t = Table(title="Cells and subjects per class")
         t.add_column("class")

@@ -63,7 +63,9 @@ def compare_cmd(run_dirs: tuple[Path, ...], sets: tuple[str, ...], csv_out: Path
     except (ReportError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if csv_out is not None:
-        cmp.rows.to_csv(csv_out, index=False)
+        from blastscope.engine.atomic import atomic_write_csv
+
+        atomic_write_csv(csv_out, cmp.rows)
     if as_json:
         paired = tests.astype(object).where(tests.notna(), None).to_dict("records")
         click.echo(json.dumps({"rows": cmp.rows.to_dict("records"), "paired_tests": paired, "fold_groups": cmp.groups,

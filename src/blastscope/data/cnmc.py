@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from blastscope.data.csv_text import CsvTextError, csv_text
 from blastscope.data.index import IndexError_, make_index
 
 __all__ = ["CnmcName", "parse_cnmc_name", "read_cnmc", "is_cnmc_official", "NameError_", "BadNamesError"]
@@ -75,8 +76,9 @@ def is_cnmc_official(root: Path) -> bool:
 def _labelled_folder(csv_path: Path, folder: Path, split: str) -> list[dict]:
     """Rows of a held-out folder from its ``<folder>_labels.csv``; any defect is an IndexError_ naming the CSV."""
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            return _labelled_rows(csv.DictReader(fh), csv_path, folder, split)
+        return _labelled_rows(csv.DictReader(csv_text(csv_path)), csv_path, folder, split)
+    except CsvTextError as e:
+        raise IndexError_(str(e)) from None
     except (csv.Error, UnicodeError, OSError) as e:
         raise IndexError_(f"{csv_path}: not a readable CSV file ({e})") from None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from blastscope.data.csv_text import CsvTextError, csv_text
 from blastscope.data.decode import IMAGE_SUFFIXES
 from blastscope.data.index import IndexError_, make_index
 
@@ -24,8 +25,9 @@ logger = logging.getLogger(__name__)
 def read_subject_csv(path: Path) -> dict[str, str]:
     """Map file (relative path or bare name) -> subject id; any defect is an IndexError_ naming the CSV (and line)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return _subject_rows(csv.DictReader(fh), path)
+        return _subject_rows(csv.DictReader(csv_text(path)), path)
+    except CsvTextError as e:
+        raise IndexError_(str(e)) from None
     except (csv.Error, UnicodeError, OSError) as e:
         raise IndexError_(f"{path}: not a readable CSV file ({e})") from None
 
@@ -68,7 +70,7 @@ def read_folder_per_class(
             logger.warning("%s: data.class_map leaves out the class folder(s) %s", root, counts)
         folders = [p for p in folders if p.name in class_map]
     mapping = read_subject_csv(Path(subjects_csv)) if subjects_csv else {}
-    rows = []
+    rows, conflicts = [], []
     for folder in folders:
         label = class_map[folder.name] if class_map else folder.name
         images = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -77,9 +79,15 @@ def read_folder_per_class(
         for image in images:
             rel = image.relative_to(root).as_posix()
             subject = mapping.get(rel, mapping.get(image.name, ""))
+            if rel != image.name and rel in mapping and mapping.get(image.name, subject) != subject:
+                conflicts.append(f"{rel!r} -> {mapping[rel]!r} and {image.name!r} -> {mapping[image.name]!r}")
             rows.append(dict(path=str(image.resolve()), label=label, subject_id=subject, source=source))
     if not rows:
         raise IndexError_(f"{root}: no class folders with images found")
+    if conflicts:
+        shown = "; ".join(conflicts[:5]) + (f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else "")
+        raise IndexError_(f"{subjects_csv}: {len(conflicts)} image(s) mapped to two subjects, by their path and by "
+                          f"their bare name: {shown}")
     if mapping:
         missing = [r["path"] for r in rows if not r["subject_id"]]
         if missing:

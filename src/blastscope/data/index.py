@@ -101,11 +101,13 @@ def validate_index(df: pd.DataFrame, grouping: Grouping = "subject", require_lab
 
 
 def read_index_csv(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"label": str, "subject_id": str, "split": str, "source": str}, keep_default_na=False)
+    from blastscope.engine.atomic import read_safe_csv
+
+    df = read_safe_csv(path, dtype={"path": str, "label": str, "subject_id": str, "split": str, "source": str}, keep_default_na=False)
     return make_index(df.to_dict("records"))
 
 
 def write_index_csv(df: pd.DataFrame, path: Path) -> None:
-    from blastscope.engine.atomic import atomic_write_text
+    from blastscope.engine.atomic import atomic_write_csv
 
-    atomic_write_text(path, df[COLUMNS].to_csv(index=False))
+    atomic_write_csv(path, df[COLUMNS])

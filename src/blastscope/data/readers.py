@@ -1,6 +1,8 @@
 """One entry point that recognises a data set's layout and returns its sample index."""
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +13,9 @@ from blastscope.data.cnmc import _NAME, is_cnmc_official, read_cnmc
 from blastscope.data.folder import read_folder_per_class
 from blastscope.data.index import IndexError_
 
-__all__ = ["Layout", "detect_layout", "read_dataset"]
+__all__ = ["Layout", "detect_layout", "read_dataset", "symlink_loops"]
+
+logger = logging.getLogger(__name__)
 
 Layout = Literal["auto", "cnmc", "all-idb1", "all-idb2", "folder"]
 
@@ -37,6 +41,28 @@ def detect_layout(root: Path) -> str:
     raise IndexError_(f"{root}: layout not recognised (expected C-NMC, ALL-IDB or one folder per class)")
 
 
+def symlink_loops(root: Path | str) -> list[str]:
+    """Symbolic links under ``root`` that loop: to themselves (or a chain back to themselves), or to a
+    folder that contains them. Readers never follow them (``Path.rglob`` of Python 3.11 does not
+    descend into linked folders), so their files are left out; this names them."""
+    loops = []
+    for folder, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            link = os.path.join(folder, name)
+            if not os.path.islink(link):
+                continue
+            try:
+                target = os.path.realpath(link, strict=True)
+            except OSError as e:
+                if e.errno == 40 or "loop" in str(e).lower():  # ELOOP
+                    loops.append(link)
+                continue
+            here = os.path.realpath(folder)
+            if os.path.isdir(target) and (here == target or here.startswith(target.rstrip(os.sep) + os.sep)):
+                loops.append(link)
+    return sorted(loops)
+
+
 def read_dataset(
     root: Path | str,
     layout: Layout = "auto",
@@ -54,6 +80,8 @@ def read_dataset(
     """
     root = Path(root)
     kind = detect_layout(root) if layout == "auto" else layout
+    for link in symlink_loops(root):
+        logger.warning("%s: symbolic link loop, left out of the data set", link)
     if kind == "cnmc":
         return read_cnmc(root, problems)
     if kind == "all-idb2":

@@ -41,7 +41,7 @@ from torch import nn
 from blastscope.config import read_config
 from blastscope.data.preprocess import Preprocess, load_preprocessed
 from blastscope.engine.arm_models import load_fold_model
-from blastscope.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
+from blastscope.engine.atomic import atomic_write, atomic_write_csv, atomic_write_json, read_safe_csv
 from blastscope.run_layout import fold_dir
 
 __all__ = ["write_report_artefacts", "ARTEFACTS_DIR"]
@@ -170,7 +170,7 @@ def _feature_maps(run_dir: Path, models: dict, sd_arms: list, classes: list[str]
         path = fold_dir(run_dir, name, 0) / "predictions.csv"
         if not path.exists():
             continue
-        preds = pd.read_csv(path, keep_default_na=False, dtype={"subject_id": str, "label": str})
+        preds = read_safe_csv(path, keep_default_na=False, dtype={"subject_id": str, "label": str})
         val = preds[(preds["set"] == "oof") & (preds["pred"] == preds["y"])]
         rows = [val[val["label"] == c].iloc[0] for c in classes if (val["label"] == c).any()]
         if not rows:
@@ -199,7 +199,7 @@ def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_po
     out = run_dir / ARTEFACTS_DIR
     config = read_config(run_dir / "config.yaml")
     classes = list(config.data.classes)
-    folds = pd.read_csv(run_dir / "folds.csv", keep_default_na=False, dtype={"subject_id": str, "label": str})
+    folds = read_safe_csv(run_dir / "folds.csv", keep_default_na=False, dtype={"subject_id": str, "label": str})
     preprocess = Preprocess(canvas=config.data.canvas, resize=config.data.resize)
     own = [a for a in config.arms if a.model is not None]
     weights = {a.name: fold_dir(run_dir, a.name, 0) / "best.safetensors" for a in own}
@@ -255,7 +255,7 @@ def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_po
             frames.append(pd.DataFrame({"path": points["path"].to_numpy(), "label": points["label"].to_numpy(),
                                         "set": np.where(points["fold"].to_numpy() == 0, "oof", points["split"].to_numpy()),
                                         "layer": layer, "pc1": xy[:, 0], "pc2": xy[:, 1]}))
-        atomic_write_text(out / f"features_{name}.csv", pd.concat(frames).to_csv(index=False))
+        atomic_write_csv(out / f"features_{name}.csv", pd.concat(frames))
         info["features"][name] = {"file": f"features_{name}.csv", "c1_module": block, "explained_variance": explained,
                                   "n_cells": len(images), "c1_dims": int(c1.shape[1]), "c6_dims": int(c6.shape[1])}
     atomic_write_json(out / "artefacts.json", info)

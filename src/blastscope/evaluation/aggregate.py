@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from blastscope.engine.atomic import atomic_write_json, atomic_write_text
+from blastscope.engine.atomic import atomic_write_csv, atomic_write_json, read_safe_csv
 from blastscope.estimators.theta_rule import contribution_counts, theta_sweep
 from blastscope.evaluation.ensemble import majority_vote
 from blastscope.evaluation.metrics import classification_report_table
@@ -188,7 +188,7 @@ def load_predictions(run_dir: Path) -> pd.DataFrame:
     files = sorted(Path(run_dir).glob("arms/*/fold_*/predictions.csv"))
     if not files:
         raise IncompleteRunError(f"{run_dir}: no finished folds (arms/*/fold_*/predictions.csv)")
-    frame = pd.concat([pd.read_csv(f, keep_default_na=False, dtype={"subject_id": str, "label": str}) for f in files], ignore_index=True)
+    frame = pd.concat([read_safe_csv(f, keep_default_na=False, dtype={"subject_id": str, "label": str}) for f in files], ignore_index=True)
     if "svm_pred" in frame.columns:  # only auxiliary-SVM arms have it; keep it integer with gaps
         frame["svm_pred"] = pd.to_numeric(frame["svm_pred"], errors="coerce").astype("Int64")
     return frame
@@ -299,10 +299,10 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
         metrics["arms"][arm] = entry
         rows += _flat_rows(arm, entry)
     atomic_write_json(run_dir / "metrics.json", metrics)
-    atomic_write_text(run_dir / "metrics_table.csv", pd.DataFrame(rows).to_csv(index=False))
+    atomic_write_csv(run_dir / "metrics_table.csv", pd.DataFrame(rows))
     if votes:
-        atomic_write_text(run_dir / "predictions_vote.csv", pd.concat(votes, ignore_index=True).to_csv(index=False))
-    atomic_write_text(run_dir / "predictions.csv", preds.to_csv(index=False))
+        atomic_write_csv(run_dir / "predictions_vote.csv", pd.concat(votes, ignore_index=True))
+    atomic_write_csv(run_dir / "predictions.csv", preds)
     return metrics
 
 

@@ -38,13 +38,13 @@ from torch import nn
 
 from blastscope.config import ArmConfig, RunConfig, arm_training, config_to_dict, read_config, save_config
 from blastscope.data.cache import ImageCache
-from blastscope.data.check import duplicate_problems
+from blastscope.data.check import HELD_OUT, index_problems
 from blastscope.data.decode import UnreadableImagesError
 from blastscope.data.index import validate_index, write_index_csv
 from blastscope.data.preprocess import Preprocess
 from blastscope.engine import distributed as ddp
 from blastscope.engine.arm_models import check_input_sizes, load_fold_model
-from blastscope.engine.atomic import atomic_write_json, atomic_write_text
+from blastscope.engine.atomic import atomic_write_csv, atomic_write_json, read_safe_csv
 from blastscope.engine.inference import predict_arrays
 from blastscope.engine.inputs import ModelInput, build_input
 from blastscope.engine.progress import ProgressFactory, no_progress
@@ -58,7 +58,6 @@ from blastscope.run_layout import fold_dir
 __all__ = ["CVPlan", "FoldRows", "fold_rows", "plan_cv", "run_cv", "build_arm_model", "RunFolderError"]
 
 logger = logging.getLogger(__name__)
-HELD_OUT = ("validation", "test")
 CALIB = "calib"  # cells that calibrate the conformal referral (``trust.calibration``): predicted, never scored
 
 
@@ -111,10 +110,9 @@ def plan_cv(config: RunConfig, index: pd.DataFrame) -> CVPlan:
     held["fold"] = -1
     full = pd.concat([train, held], ignore_index=True)
     full.attrs["grouping"] = data.grouping
-    if data.fold_mode != "image" and len(held):
-        overlap = set(train["subject_id"]) & set(held["subject_id"])
-        if overlap:
-            raise ValueError(f"subjects appear in both training and held-out data: {sorted(overlap)[:10]}")
+    errors = [p["problem"] for p in index_problems(full, _check_grouping(config)) if p["severity"] == "error"]
+    if errors:  # the checks `blastscope data check` reports as errors
+        raise ValueError("; ".join(errors))
     y = full["label"].map({c: i for i, c in enumerate(data.classes)}).to_numpy(np.int64)
     return CVPlan(
         config=config,
@@ -153,13 +151,18 @@ def _calibration_rows(index: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     return out
 
 
+def _check_grouping(config: RunConfig) -> str:
+    """The grouping of the shared index checks: image-level folds make every image its own group."""
+    return "image" if config.data.fold_mode == "image" else config.data.grouping
+
+
 def _check_content(run_dir: Path, plan: CVPlan, digests: list[str]) -> None:
     """Refuse to continue a run whose image files changed content under unchanged names (``content.csv``:
     the SHA-1 of every file's bytes when the run started)."""
     path = run_dir / "content.csv"
     if not path.exists():
         return
-    old = pd.read_csv(path, keep_default_na=False, dtype=str)
+    old = read_safe_csv(path, keep_default_na=False, dtype=str)
     before = dict(zip(old["path"], old["sha1"]))
     changed = [p for p, d in zip(plan.index["path"], digests) if before.get(p, d) != d]
     if changed:
@@ -184,8 +187,8 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
     run_dir.mkdir(parents=True, exist_ok=True)
     write_index_csv(plan.index, run_dir / "index.csv")
     if digests is not None:
-        atomic_write_text(run_dir / "content.csv", pd.DataFrame({"path": plan.index["path"], "sha1": digests}).to_csv(index=False))
-    atomic_write_text(folds_path, folds.to_csv(index=False))
+        atomic_write_csv(run_dir / "content.csv", pd.DataFrame({"path": plan.index["path"], "sha1": digests}))
+    atomic_write_csv(folds_path, folds)
     atomic_write_json(run_dir / "run.json", {
         "recipe": plan.config.recipe, "paper": plan.config.paper, "class_names": list(plan.config.data.classes),
         "positive": pos if isinstance(pos := plan.config.data.positive, str) else list(pos),  # a name, or a list of names
@@ -197,12 +200,12 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
         "trust": config_to_dict(plan.config.trust),
         "provenance": provenance(plan.index, data_dir),
     })
-    atomic_write_text(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(index=False))
+    atomic_write_csv(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]))
     save_config(plan.config, config_path)
 
 
 def _same_folds(folds_path: Path, plan: CVPlan) -> bool:
-    old = pd.read_csv(folds_path, keep_default_na=False, dtype={"subject_id": str, "label": str})
+    old = read_safe_csv(folds_path, keep_default_na=False, dtype={"subject_id": str, "label": str})
     return old["path"].tolist() == plan.index["path"].tolist() and old["fold"].tolist() == plan.index["fold"].tolist()
 
 
@@ -379,8 +382,9 @@ def _decode_all(plan: CVPlan, index: pd.DataFrame, cache: ImageCache, preprocess
             plan = _plan_without(plan.config, index, skipped)
     frame = plan.index
     digests = cache.digests(paths)
-    for problem in duplicate_problems(paths, frame["subject_id"].tolist(), frame["label"].tolist(), digests, "identical files"):
-        logger.warning("%s (blastscope data check finds identical pixels too)", problem["problem"])
+    for problem in index_problems(frame, _check_grouping(plan.config), digests):
+        if problem["severity"] == "warning":
+            logger.warning("%s (blastscope data check reports them too)", problem["problem"])
     return images, plan, skipped, digests
 
 
@@ -666,7 +670,7 @@ def _write_fold(arm: ArmConfig, k: int, arm_dir: Path, frames: list[pd.DataFrame
     predictions = pd.concat(frames, ignore_index=True)
     predictions.insert(0, "fold", k)
     predictions.insert(0, "arm", arm.name)
-    atomic_write_text(arm_dir / "predictions.csv", predictions.to_csv(index=False))
+    atomic_write_csv(arm_dir / "predictions.csv", predictions)
     atomic_write_json(arm_dir / "fold.json", {"arm": arm.name, "fold": k, **info})  # last: the fold is done
     scored = predictions[predictions["set"] == "oof"]
     accuracy = float((scored["pred"] == scored["y"]).mean()) if len(scored) else float("nan")

@@ -126,16 +126,20 @@ class Bundle:
 
         from blastscope.engine.arm_models import build_model
         from blastscope.engine.checkpoint import CheckpointError, load_weights
-        from blastscope.engine.inputs import build_input
 
         files = self.folds[i]
-        model = build_model(self.spec["model"], len(self.class_names))
+        where = self.path / BUNDLE_FILE
+        try:
+            model = build_model(self.spec["model"], len(self.class_names))
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise BundleError(f"{where}: model {self.spec['model'].get('id')!r} cannot be built from its "
+                              f"kwargs {self.spec['model'].get('kwargs')!r} ({e})") from None
         try:
             load_weights(model, self.path / files.weights)
         except CheckpointError as e:
             raise BundleError(str(e)) from None
         model.eval()
-        model_input = build_input(self.spec["input"]["name"], **self.spec["input"]["kwargs"])
+        model_input = self._input()
         try:
             model_input.load_arrays(self.input_arrays[i])
         except (KeyError, ValueError) as e:
@@ -151,13 +155,21 @@ class Bundle:
                                   f"the model gives {n} at {size}x{size}")
         return model, model_input
 
+    def _input(self):
+        """A fresh (unfitted) model input of the bundle's ``input`` settings."""
+        from blastscope.engine.inputs import build_input
+
+        name, kwargs = self.spec["input"]["name"], self.spec["input"].get("kwargs", {})
+        try:
+            return build_input(name, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise BundleError(f"{self.path / BUNDLE_FILE}: model input {name!r} cannot be built from its kwargs {kwargs!r} ({e})") from None
+
     def _onnx_input(self, i: int):
         """The fold's model input for network-only ONNX graphs (None for plain RGB: no torch needed)."""
         if self.spec["input"]["name"] == "rgb":
             return None
-        from blastscope.engine.inputs import build_input
-
-        return build_input(self.spec["input"]["name"], **self.spec["input"]["kwargs"]).load_arrays(self.input_arrays[i])
+        return self._input().load_arrays(self.input_arrays[i])
 
     def onnx_models(self) -> list:
         """One :class:`blastscope.inference.onnx_export.OnnxModel` per fold (needs ``--onnx`` export)."""
@@ -258,6 +270,9 @@ def _check_bounds(where: Path, meta: dict) -> None:
     unknown = set(prep) - {"canvas", "resize", "threshold"}
     if unknown:
         raise BundleError(f"{where}: preprocess has unknown key(s) {sorted(unknown)}")
+    threshold = prep.get("threshold", 0)
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= 255:
+        raise BundleError(f"{where}: preprocess.threshold must be an integer in [0, 255], got {threshold!r}")
     for key in ("canvas", "resize"):
         value = prep.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= MAX_SIDE):
@@ -265,8 +280,14 @@ def _check_bounds(where: Path, meta: dict) -> None:
     if not isinstance(meta["folds"], list) or len(meta["folds"]) > MAX_FOLDS:
         raise BundleError(f"{where}: folds must be a list of at most {MAX_FOLDS} fold models")
     classes = meta["class_names"]
-    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES or not all(isinstance(c, str) for c in classes):
-        raise BundleError(f"{where}: class_names must be 2 to {MAX_CLASSES} names, got {classes!r}")
+    if (not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES or not all(isinstance(c, str) for c in classes)
+            or len(set(classes)) < len(classes)):
+        raise BundleError(f"{where}: class_names must be 2 to {MAX_CLASSES} distinct names, got {classes!r}")
+    for key, name_key in (("model", "id"), ("input", "name")):
+        part = meta[key]
+        if (not isinstance(part, dict) or not isinstance(part.get(name_key), str)
+                or not isinstance(part.get("kwargs", {}), dict)):
+            raise BundleError(f"{where}: {key} must be a mapping with the string {name_key!r} and the mapping 'kwargs', got {part!r}")
     theta = meta.get("theta")
     if theta is not None and theta != "auto" and not (isinstance(theta, (int, float)) and not isinstance(theta, bool)
                                                      and 0.0 <= theta <= 1.0):

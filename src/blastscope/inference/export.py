@@ -19,6 +19,7 @@ from blastscope import __version__
 from blastscope.config import ArmConfig, RunConfig, read_config
 from blastscope.data.preprocess import Preprocess
 from blastscope.engine.arm_models import model_spec
+from blastscope.engine.atomic import DISK_FULL, writing_error
 from blastscope.inference.bundle import (
     BUNDLE_FILE,
     FORMAT,
@@ -122,6 +123,11 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in DISK_FULL:  # copyfile names its source; the disk that is full is the bundle's
+            raise writing_error(e, out) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

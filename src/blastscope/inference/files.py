@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from blastscope.data.csv_text import csv_text
 from blastscope.data.cnmc import NameError_, parse_cnmc_name
 from blastscope.data.decode import IMAGE_SUFFIXES
 
@@ -64,7 +65,7 @@ def collect_inputs(items: Iterable[str | Path]) -> tuple[list[Path], list[BadFil
 def read_subjects_csv(path: Path | str) -> dict[str, str]:
     """``file -> subject_id`` from a CSV with those two columns (extra columns are ignored)."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with csv_text(path) as fh:  # a NUL byte is a CsvTextError (a ValueError) naming the line
         reader = csv.DictReader(fh)
         need = {"file", "subject_id"}
         if reader.fieldnames is None or not need <= set(reader.fieldnames):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from blastscope.engine.atomic import read_safe_csv
+
 __all__ = ["model_card", "INTENDED_USE"]
 
 INTENDED_USE = ("Research use: pre-classification of single segmented white-blood-cell images for review by "
@@ -34,7 +36,7 @@ def model_card(run_dir: Path, arm: str) -> dict:
     run_dir = Path(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
     prov = run.get("provenance") or {}
-    index = pd.read_csv(run_dir / "index.csv", keep_default_na=False, dtype=str)
+    index = read_safe_csv(run_dir / "index.csv", keep_default_na=False, dtype=str)
     train = index[~index["split"].isin(["validation", "test"])]
     per_class = {c: {"cells": int(len(g)), "subjects": int(g["subject_id"].replace("", pd.NA).dropna().nunique())}
                  for c, g in train.groupby("label")}

@@ -28,7 +28,9 @@ class ReportError(ValueError):
 
 def read_csv(path: Path) -> pd.DataFrame:
     """A run-folder CSV with subject ids and labels kept as strings ("" not NaN)."""
-    return pd.read_csv(path, keep_default_na=False, dtype={"subject_id": str, "label": str})
+    from blastscope.engine.atomic import read_safe_csv
+
+    return read_safe_csv(path, keep_default_na=False, dtype={"subject_id": str, "label": str})
 
 
 @dataclass

@@ -155,13 +155,13 @@ def data_section(data: RunData) -> str:
 
 def skipped_section(data: RunData) -> str:
     """Files left out by ``--skip-invalid`` (RUN/skipped.csv), each with its reason."""
-    import csv
+    from blastscope.engine.atomic import read_safe_csv
 
     path = data.run_dir / "skipped.csv"
     if not path.exists():
         return ""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [[r.get("file", ""), r.get("reason", "")] for r in csv.DictReader(fh)]
+    frame = read_safe_csv(path, keep_default_na=False, dtype=str)
+    rows = [[r.get("file", ""), r.get("reason", "")] for r in frame.to_dict("records")]
     if not rows:
         return ""
     return (note(f"{len(rows)} file(s) were skipped as unreadable or badly named (--skip-invalid) and are not part of this run.", "warning")
