@@ -56,6 +56,37 @@ def _subject_table(subjects, positive: str | list[str], threshold: float):
     return t
 
 
+def _check_heatmaps(folder: Path, predictor, overwrite: bool) -> None:
+    from importlib.util import find_spec
+
+    if find_spec("captum") is None:
+        _fail("--heatmaps needs Captum: pip install 'blastscope[explain]'")
+    if predictor.bundle.spec["input"]["name"] != "rgb":
+        _fail(f"--heatmaps: this bundle's model reads {predictor.bundle.spec['input']['name']!r} features, not pixels; "
+              "heat maps are made for models that read the image")
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        _fail(f"--heatmaps {folder}: the folder is not empty; choose another or pass --overwrite")
+
+
+def _write_heatmaps(folder: Path, predictor, cells) -> list[Path]:
+    """SmoothGrad maps of the voted class for every predicted cell, averaged over the fold CNNs."""
+    import numpy as np
+
+    from blastscope.inference.heatmaps import pixel_heatmaps, write_overlays
+
+    ok = cells[cells["status"] == "ok"]
+    models = [m for m, _ in predictor.bundle.torch_models()]
+    names = predictor.class_names
+    written = []
+    for start in range(0, len(ok), 16):
+        part = ok.iloc[start:start + 16]
+        images = np.stack([predictor._load(Path(f)) for f in part["file"]])
+        maps = pixel_heatmaps(models, images, np.array([names.index(p) for p in part["pred"]]))
+        stems = [f"{start + i:05d}_{Path(f).stem}" for i, f in enumerate(part["file"])]
+        written += write_overlays(folder, stems, images, maps)
+    return written
+
+
 def _stain_checks(predictor, cells) -> dict[str, dict]:
     """Per subject of the predicted cells: the bundle's stain-range check (empty without one)."""
     stain = predictor.bundle.stain_range
@@ -114,10 +145,12 @@ def _check_outputs(out: Path, inputs: list[Path], others: list[Path], overwrite:
               help="Subject decision threshold on the fraction of leukemic cells (default: the bundle's, chosen on "
                    "training subjects, else 0.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write one PNG per cell (the cell beside its SmoothGrad heat map in the image domain) into this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist (never an input file).")
 def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, subject: str | None,
                 subjects_csv: Path | None, review_below: float, alpha: float | None, threshold: float | None,
-                batch_size: int, overwrite: bool) -> None:
+                batch_size: int, heatmaps: Path | None, overwrite: bool) -> None:
     """Predict INPUTS (files, folders, globs) with BUNDLE: per cell, per subject, and the files that failed.
 
     Exit status 0 when at least one cell was predicted (failed files are listed on stderr and in
@@ -147,6 +180,8 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     except (BundleError, ValueError) as e:
         _fail(str(e))
     _check_outputs(out, files, [subjects_csv] if subjects_csv is not None else [], overwrite)  # before any work
+    if heatmaps is not None:
+        _check_heatmaps(heatmaps, predictor, overwrite)
     card = predictor.bundle.spec.get("model_card") or {}
     if (card.get("training_data") or {}).get("synthetic"):
         click.echo("warning: this model was trained on blastscope's SYNTHETIC cells, not on real patients' cells; "
@@ -187,6 +222,9 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         "cells": _records(cells), "subjects": _records(subjects),
         "bad_files": [b.__dict__ for b in bad], "seconds": result.seconds,
     })
+    if heatmaps is not None:
+        written = _write_heatmaps(heatmaps, predictor, cells)
+        click.echo(f"wrote {len(written)} heat maps to {heatmaps}")
     console = _console()
     ok = cells[cells["status"] == "ok"]
     if len(subjects):

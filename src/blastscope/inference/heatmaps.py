@@ -46,11 +46,14 @@ def pixel_heatmaps(models: list, images: np.ndarray, targets: np.ndarray, sample
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """uint8 RGB: ``image`` blended with the heat map in matplotlib's ``inferno`` colours."""
+    """uint8 RGB: ``image`` blended with the heat map in matplotlib's ``jet`` colours, the more the hotter
+    the pixel (cold pixels show the cell unchanged)."""
     from matplotlib import colormaps
 
-    colours = colormaps["inferno"](np.clip(heat, 0, 1))[..., :3] * 255.0
-    return np.clip((1 - alpha) * image.astype(np.float64) + alpha * colours, 0, 255).astype(np.uint8)
+    h = np.clip(heat, 0, 1)[..., None]
+    colours = colormaps["jet"](h[..., 0])[..., :3] * 255.0
+    weight = alpha * np.sqrt(h)
+    return np.clip((1 - weight) * image.astype(np.float64) + weight * colours, 0, 255).astype(np.uint8)
 
 
 def write_overlays(out_dir: Path, names: list[str], images: np.ndarray, maps: np.ndarray) -> list[Path]:
