@@ -109,3 +109,26 @@ def test_fig13_feature_maps_are_the_c5_c6_outputs_of_correct_cells(run):
     np.testing.assert_allclose(a["c6"], c6[:, :m].numpy(), atol=1e-5)
     y = chosen.set_index("path").loc[a["paths"].tolist(), "y"].to_numpy()
     np.testing.assert_allclose(a["probability"], torch.softmax(logits, 1).numpy()[np.arange(len(y)), y], atol=1e-5)
+
+
+def test_heat_map_gallery_picks_the_extreme_cells_of_each_class(run):
+    """Per class, the most confident correct and wrong and the most uncertain validation-fold cell of
+    fold 1 (recomputed from predictions.csv), each with a heat map of the cell's size in [0, 1]."""
+    pytest.importorskip("captum")
+    info = json.loads((run / "artefacts" / "artefacts.json").read_text())["gallery"]
+    assert "reason" not in info, info
+    with np.load(run / "artefacts" / "gallery.npz", allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    assert a["heat"].shape == a["rgb"].shape[:3] and 0 <= a["heat"].min() and a["heat"].max() <= 1
+    preds = pd.read_csv(run / "arms" / info["arm"] / "fold_1" / "predictions.csv", keep_default_na=False)
+    oof = preds[preds["set"] == "oof"].copy()
+    oof["conf"] = oof[["p_hem", "p_all"]].max(axis=1)
+    expected = []
+    for c in ("hem", "all"):
+        g = oof[oof["label"] == c]
+        for kind, pool, best in (("most confident correct", g[g["pred"] == g["y"]], max),
+                                 ("most confident wrong", g[g["pred"] != g["y"]], max), ("most uncertain", g, min)):
+            if len(pool):
+                expected.append((c, kind, best(pool["conf"])))
+    assert [(lab, kind) for lab, kind, _ in expected] == list(zip(a["labels"].tolist(), a["kinds"].tolist()))
+    np.testing.assert_allclose(a["probability"], [p for _, _, p in expected])

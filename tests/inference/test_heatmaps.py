@@ -23,7 +23,7 @@ def test_the_map_points_at_the_pixels_the_model_reads():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
     maps = pixel_heatmaps([_Corner()], images, np.array([1, 1, 0]), samples=4, sigma=0.5)
-    assert maps.shape == (3, 32, 32) and maps.max() == pytest.approx(1.0)
+    assert maps.shape == (3, 32, 32) and maps.max() == pytest.approx(1.0) and maps.min() >= 0
     for m in maps:
         assert m[:8, :8].mean() > 20 * max(m[12:, 12:].mean(), 1e-9)
 

@@ -7,7 +7,7 @@ input pixels: SmoothGrad (Captum's ``NoiseTunnel`` over ``Saliency``), the gradi
 predicted class's log-probability with respect to each RGB pixel, with the gradient flowing back
 through the DCT and stain layers, averaged over ``samples`` noisy copies of the cell (noise
 ``stdev`` 0.1 of the [0, 1] range), then the absolute value summed over the colour channels,
-Gaussian-smoothed and scaled to [0, 1] per cell (its largest value). For an RGB CNN (SD-Net) the
+Gaussian-smoothed and scaled to [0, 1] per cell (by its 99.5th percentile, clipped). For an RGB CNN (SD-Net) the
 same map is taken the same way, so arms compare. For several fold models the maps are averaged.
 """
 from __future__ import annotations
@@ -41,8 +41,10 @@ def pixel_heatmaps(models: list, images: np.ndarray, targets: np.ndarray, sample
                                                               nt_samples=samples, stdevs=stdev, target=target, abs=True)
         total += attribution.detach().abs().sum(dim=1).numpy()
     maps = np.stack([gaussian_filter(m, sigma) for m in total / max(len(models), 1)])
-    peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)
-    return np.where(peak > 0, maps / np.where(peak > 0, peak, 1.0), 0.0)
+    # Scaled by the 99.5th percentile, not the maximum: the optical density -log(I) has steep
+    # gradients at near-black pixels, and a few of them would otherwise wash the map out.
+    peak = np.percentile(maps.reshape(len(maps), -1), 99.5, axis=1).reshape(-1, 1, 1)
+    return np.clip(np.where(peak > 0, maps / np.where(peak > 0, peak, 1.0), 0.0), 0.0, 1.0)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:

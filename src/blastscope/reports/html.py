@@ -48,12 +48,12 @@ p.caption{font-size:12px;color:#4b5661;margin-top:-14px}
 
 _NAV = [("config", "Configuration"), ("data", "Data"), ("tables", "Tables"), ("folds", "Fold models"),
         ("curves", "Training curves"), ("roc", "ROC"), ("confusion", "Confusion"), ("theta", "Theta (Fig. 10)"),
-        ("subjects", "Subjects (Fig. 11)"), ("trust", "Trust"), ("dct", "DCT (Fig. 4)"), ("maps", "Maps (Fig. 13)"),
+        ("subjects", "Subjects (Fig. 11)"), ("trust", "Trust"), ("dct", "DCT (Fig. 4)"), ("maps", "Maps (Fig. 13)"), ("gallery", "Heat maps"),
         ("features", "Features (Fig. 14)")]
 
 
 def _figure_sections(data: RunData, fig: FigureWriter) -> list[str]:
-    from blastscope.reports.activations import dct_section, feature_maps_section, features_section
+    from blastscope.reports.activations import dct_section, feature_maps_section, features_section, gallery_section
     from blastscope.reports.figures import (
         confusion_section,
         curves_section,
@@ -65,7 +65,7 @@ def _figure_sections(data: RunData, fig: FigureWriter) -> list[str]:
 
     out = []
     for section in (curves_section, roc_section, confusion_section, theta_section, subject_section, trust_section,
-                    dct_section, feature_maps_section, features_section):
+                    dct_section, feature_maps_section, gallery_section, features_section):
         try:
             out.append(section(data, fig))
         except Exception as e:  # one broken figure must not cost the whole report

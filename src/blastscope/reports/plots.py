@@ -237,3 +237,20 @@ def reliability_diagrams(panels: Sequence[tuple[str, dict[str, Sequence[dict]]]]
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
     return _png(fig)
+
+
+def heatmap_gallery(rgb: np.ndarray, heat: np.ndarray, titles: Sequence[str], columns: int, title: str) -> bytes:
+    """A grid of cells, each blended with its heat map (:func:`blastscope.inference.heatmaps.overlay`)."""
+    from blastscope.inference.heatmaps import overlay
+
+    rows = max(1, -(-len(rgb) // columns))
+    fig = _figure(2.3 * columns, 2.5 * rows)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (image, h, t) in enumerate(zip(rgb, heat, titles)):
+        ax = axes.ravel()[i]
+        ax.imshow(overlay(image, h))
+        ax.set_title(t, fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
