@@ -93,7 +93,7 @@ def main(verbose: int) -> None:
 
 def _register() -> None:
     # Importing a command module registers its commands on ``main``.
-    from blastscope.cli import bench, bundle, data, expand, methods, report, train  # noqa: F401
+    from blastscope.cli import bench, bundle, data, expand, methods, report, serve, train  # noqa: F401
 
 
 _register()

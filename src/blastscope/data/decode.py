@@ -25,7 +25,8 @@ import numpy as np
 # here with the file name and the reason instead, so OpenCV's logger is silenced.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
-__all__ = ["ImageReadError", "UnreadableImagesError", "read_image", "IMAGE_SUFFIXES", "IMAGE_FORMATS", "MAX_PIXELS"]
+__all__ = ["ImageReadError", "UnreadableImagesError", "read_image", "decode_image", "IMAGE_SUFFIXES", "IMAGE_FORMATS",
+           "MAX_PIXELS"]
 
 IMAGE_SUFFIXES = (".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".png")
 IMAGE_FORMATS = ("BMP", "TIFF", "JPEG", "MPO", "PNG")
@@ -91,6 +92,12 @@ def read_image(path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageReadError(path, "file not found") from None
     except OSError as e:
         raise ImageReadError(path, f"cannot read file ({e.strerror})") from None
+    return decode_image(data, path, max_pixels)
+
+
+def decode_image(data: bytes, path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """:func:`read_image` for bytes already in memory (an upload); ``path`` names them in errors."""
+    path = Path(path)
     if not data:
         raise ImageReadError(path, "empty file (0 bytes)")
     try:

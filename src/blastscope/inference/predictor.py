@@ -219,7 +219,7 @@ class Predictor:
                         rows.append(self._error_row(files[j], subject_ids[j], reason))
                 if ok:
                     result = self.predict_images(np.stack(images))
-                    rows += self._rows(result, [files[j] for j in ok], [subject_ids[j] for j in ok], review_below)
+                    rows += self.cell_rows(result, [files[j] for j in ok], [subject_ids[j] for j in ok], review_below)
                 bar.update(len(part))
         cells = pd.DataFrame(rows, columns=self.columns)
         order = {str(f): i for i, f in enumerate(files)}
@@ -235,7 +235,8 @@ class Predictor:
     def _error_row(self, file: Path, subject: str, reason: str) -> dict:
         return {"file": str(file), "subject_id": subject, "status": "error", "error": reason}
 
-    def _rows(self, r: CellPredictions, files: list[Path], subjects: list[str], review_below: float) -> list[dict]:
+    def cell_rows(self, r: CellPredictions, files: list[Path] | list[str], subjects: list[str], review_below: float = 0.9) -> list[dict]:
+        """One output row per cell of ``r`` (the columns of :attr:`columns`), named by ``files``."""
         names = self.class_names
         svm_share = (r.fold_source == "svm").mean(axis=0)
         rows = []
