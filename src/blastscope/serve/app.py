@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import asynccontextmanager
 from importlib.resources import files as package_files
 from pathlib import Path
 
@@ -61,22 +62,23 @@ def create_app(bundle: Path | str, db_path: Path | str, limits: Limits = Limits(
     db = Database(db_path)
     service = Service(db, predictor, limits, _bundle_hash(bundle))
     jobs = Worker(db, predictor)
-    app = FastAPI(title="blastscope lab workstation", version="1",
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if worker:
+            jobs.start()
+        try:
+            yield
+        finally:
+            jobs.stop()
+
+    app = FastAPI(title="blastscope lab workstation", version="1", lifespan=lifespan,
                   description="Upload a patient's cells, review the flagged ones, sign out the case.")
     app.state.service, app.state.worker = service, jobs
     root = package_files("blastscope.serve")
     templates = Jinja2Templates(directory=str(root / "templates"))
     app.mount("/static", StaticFiles(directory=str(root / "static")), name="static")
     card = predictor.bundle.spec.get("model_card") or {}
-
-    if worker:
-        @app.on_event("startup")
-        def _start() -> None:
-            jobs.start()
-
-        @app.on_event("shutdown")
-        def _stop() -> None:
-            jobs.stop()
 
     @app.exception_handler(ServiceError)
     def _service_error(request: Request, exc: ServiceError):

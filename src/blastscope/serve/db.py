@@ -69,6 +69,7 @@ class Database:
                 tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 if version == 0 and not tables:  # one transaction: a half-made schema is never left behind
                     con.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                    con.execute("PRAGMA journal_mode=WAL")  # persistent: readers never wait for the worker
             finally:
                 con.close()
         except sqlite3.DatabaseError as e:
