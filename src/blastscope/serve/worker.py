@@ -25,8 +25,14 @@ CHUNK = 64
 
 
 class Worker:
-    def __init__(self, db: Database, predictor, poll_seconds: float = 0.2) -> None:
+    """``chunk``: cells per prediction step (each step is committed and moves the progress bar;
+    default ``BLASTSCOPE_PREDICT_CHUNK`` or 64)."""
+
+    def __init__(self, db: Database, predictor, poll_seconds: float = 0.2, chunk: int | None = None) -> None:
+        import os
+
         self.db, self.predictor, self.poll = db, predictor, poll_seconds
+        self.chunk = max(1, int(chunk or os.environ.get("BLASTSCOPE_PREDICT_CHUNK", CHUNK)))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.recover()
@@ -86,7 +92,7 @@ class Worker:
         while not self._stop.is_set():
             with self.db.connect() as con:
                 cells = con.execute("SELECT id, name, data FROM cells WHERE case_id = ? AND status = 'pending' ORDER BY id LIMIT ?",
-                                    (case_id, CHUNK)).fetchall()
+                                    (case_id, self.chunk)).fetchall()
             if not cells:
                 break
             images, ok, errors = [], [], []
