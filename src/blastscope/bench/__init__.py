@@ -20,7 +20,7 @@ from blastscope.bench.result import CaseResult
 
 __all__ = ["GROUPS", "BenchConfig", "CaseResult", "run_benchmarks"]
 
-GROUPS = ("training", "inference", "data", "latency", "svm", "memory", "protocol")
+GROUPS = ("training", "inference", "data", "latency", "svm", "memory", "protocol", "serve")
 """Case groups ``run_benchmarks(only=...)`` can select (``data`` needs ``training`` for the waiting share)."""
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,19 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
     if cfg.rss and "memory" in run:
         say("peak memory")
         cases += _guard("peak_rss", "Peak memory of a training step", lambda: [_rss_case(cfg)])
+    if "serve" in run:
+        from importlib.util import find_spec
+
+        title = f"Workstation: {cfg.serve_cells}-cell case, upload to every cell shown"
+        if cfg.bundle is None:
+            cases.append(CaseResult.skip("serve_case", title, "needs a model bundle: blastscope bench --bundle DIR"))
+        elif find_spec("fastapi") is None or not paths:
+            cases.append(CaseResult.skip("serve_case", title, "needs the serve extra and the C-NMC sample cells"))
+        else:
+            from blastscope.bench.serve import run_serve
+
+            say("workstation case")
+            cases += _guard("serve_case", title, lambda: [run_serve(cfg.bundle, paths, cfg.serve_cells)])
     if figures is not None and "protocol" in run:
         byname = {c.name: c for c in cases}
         inf = byname.get("inference_batched")

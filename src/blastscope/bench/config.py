@@ -29,6 +29,7 @@ class BenchConfig:
     gpu_tflops: sustained float32 rate assumed for the GPU estimate (TFLOP/s).
     theta: SDCT-AuxNet-theta confidence threshold (the SVM answers when p_max <= theta).
     sgemm_n: matrix size of the sgemm roofline measurement.
+    bundle / serve_cells: the model bundle and the cells of the workstation case (no bundle: skipped).
     """
 
     image_size: int = 350
@@ -54,6 +55,8 @@ class BenchConfig:
     gpu_tflops: float = 10.0
     theta: float = 0.9
     sgemm_n: int = 1024
+    bundle: Path | None = None
+    serve_cells: int = 500
 
     def __post_init__(self) -> None:
         for name in ("image_size", "batch_size", "train_repeats", "infer_images", "infer_batch", "loop_images",
@@ -81,5 +84,6 @@ class BenchConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["data_dir"] = str(self.data_dir) if self.data_dir is not None else None
+        d["bundle"] = str(self.bundle) if self.bundle is not None else None
         d["latency_shape"] = list(self.latency_shape)
         return d

@@ -53,10 +53,12 @@ def _table(result: dict):
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of 450x450 C-NMC cells for the data-pipeline cases (default ../shared/data/cnmc-samples/labeled).")
 @click.option("--gpu-tflops", type=float, default=None, help="Sustained GPU float32 rate for the protocol estimate (default 10).")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Model bundle for the workstation case (group 'serve'; without it the case is skipped).")
 @click.option("--only", "only", multiple=True, type=click.Choice(GROUPS),
               help="Run only this group of cases (repeatable; the data-waiting share needs 'training' too).")
 def bench_cmd(quick: bool, json_path: Path | None, data_dir: Path | None, gpu_tflops: float | None,
-              only: tuple[str, ...]) -> None:
+              bundle: Path | None, only: tuple[str, ...]) -> None:
     """Measure training, inference, data, DCT, latency coding, SVM and memory against plain references."""
     from blastscope.bench import BenchConfig, run_benchmarks
 
@@ -67,6 +69,8 @@ def bench_cmd(quick: bool, json_path: Path | None, data_dir: Path | None, gpu_tf
         changes["data_dir"] = data_dir
     if gpu_tflops is not None:
         changes["gpu_tflops"] = gpu_tflops
+    if bundle is not None:
+        changes["bundle"] = bundle
     try:
         cfg = replace(cfg, **changes)
     except ValueError as e:

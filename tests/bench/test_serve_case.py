@@ -1,0 +1,27 @@
+"""The workstation bench case: a real server takes an upload to every cell shown (structure, not timing)."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+
+def test_serve_case_shows_every_cell(tiny_bundle):
+    from blastscope.bench.cells import cell_paths
+    from blastscope.bench.config import default_data_dir
+    from blastscope.bench.serve import run_serve
+
+    paths = cell_paths(default_data_dir())
+    if not paths:
+        pytest.skip("C-NMC sample cells not found")
+    case = run_serve(tiny_bundle, paths, 23)
+    assert case.agreement == {"cells_shown": 23, "ok": True}
+    assert case.optimised > 0 and case.reference > 0 and case.unit == "s" and not case.higher_is_better
+
+
+def test_serve_case_is_skipped_without_a_bundle():
+    from blastscope.bench import BenchConfig, run_benchmarks
+
+    result = run_benchmarks(True, config=BenchConfig.quick(sgemm_n=64), only=("serve",))
+    (case,) = result["cases"]
+    assert case["name"] == "serve_case" and "needs a model bundle" in case["skipped"]
