@@ -202,3 +202,20 @@ def test_passwords_are_hashed_with_scrypt(tmp_path):
     assert verify_password("correct horse", stored) and not verify_password("wrong", stored)
     assert hash_password("correct horse") != stored  # salted
     assert not verify_password("x", "garbage")
+
+
+def test_heat_map_on_click(lab):
+    pytest.importorskip("captum")
+    client, _ = lab
+    h = token(client)
+    case_id, case = _case_with_cells(client, h, sample_files()[:1])
+    client.post("/login", data={"name": "alice", "password": PASSWORDS["alice"]})
+    cell = case["cells"][0]["id"]
+    page = client.get(f"/cases/{case_id}").text
+    assert f'href="/cells/{cell}/heatmap"' in page, page[page.find('class="gallery"'):][:1500]
+    r = client.get(f"/cells/{cell}/heatmap")
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[1] == 2 * image.shape[0]  # the cell beside its map

@@ -6,8 +6,8 @@ move), sign-out, exports (CSV, JSON, printable HTML). JSON API under ``/api`` (t
 operations; ``Authorization: Bearer <token>`` from ``POST /api/login``), documented at ``/docs``.
 Everything the page loads ships in the package (no CDN). It reads a model bundle and never trains.
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, which
+# name classes imported inside create_app (the serve extra is imported only where it is used).
 import hashlib
 import json
 import logging
@@ -15,12 +15,6 @@ import time
 from contextlib import asynccontextmanager
 from importlib.resources import files as package_files
 from pathlib import Path
-
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel
 
 from blastscope.serve.db import Database
 from blastscope.serve.service import Service, ServiceError, User
@@ -33,29 +27,32 @@ logger = logging.getLogger(__name__)
 COOKIE = "blastscope_session"
 
 
-class LoginBody(BaseModel):
-    name: str
-    password: str
-
-
-class CaseBody(BaseModel):
-    sample_id: str
-    note: str = ""
-
-
-class ReviewBody(BaseModel):
-    label: str
-    expected: int | None = None
-
-
 def _bundle_hash(bundle_dir: Path) -> str:
     return hashlib.sha256((bundle_dir / "manifest.json").read_bytes()).hexdigest()
 
 
 def create_app(bundle: Path | str, db_path: Path | str, limits: Limits = Limits(), worker: bool = True,
-               predictor=None) -> FastAPI:
-    """The application for ``bundle`` (verified on load) and the database file ``db_path``."""
+               predictor=None):
+    """The FastAPI application for ``bundle`` (verified on load) and the database file ``db_path``."""
+    from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from fastapi.templating import Jinja2Templates
+    from pydantic import BaseModel
+
     from blastscope.inference.predictor import Predictor
+
+    class LoginBody(BaseModel):
+        name: str
+        password: str
+
+    class CaseBody(BaseModel):
+        sample_id: str
+        note: str = ""
+
+    class ReviewBody(BaseModel):
+        label: str
+        expected: int | None = None
 
     bundle = Path(bundle)
     predictor = predictor or Predictor(bundle)
@@ -155,7 +152,7 @@ def create_app(bundle: Path | str, db_path: Path | str, limits: Limits = Limits(
             "user": user, "csrf": csrf, "case": case, "cells": cells, "show": show, "cls": cls,
             "classes": predictor.class_names, "card": card, "progress": service.progress(case_id),
             "keys": {c: str(i + 1) for i, c in enumerate(predictor.class_names)},
-            "alpha": predictor.alpha})
+            "alpha": predictor.alpha, "heatmaps": _heatmaps_available(predictor)})
 
     @app.post("/cases/{case_id}/cells")
     async def upload_page(request: Request, case_id: int, csrf: str = Form(""), files: list[UploadFile] = File(...),
@@ -195,6 +192,16 @@ def create_app(bundle: Path | str, db_path: Path | str, limits: Limits = Limits(
     @app.get("/cells/{cell_id}/image")
     def cell_image(cell_id: int, size: int = 160, session=Depends(page_user)):
         return Response(_thumbnail(*service.cell_image(cell_id), size), media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/cells/{cell_id}/heatmap")
+    def cell_heatmap(cell_id: int, session=Depends(page_user)):
+        """The cell beside its SmoothGrad heat map for the model's class (needs Captum and a pixel model)."""
+        from importlib.util import find_spec
+
+        if find_spec("captum") is None or predictor.bundle.spec["input"]["name"] != "rgb":
+            raise ServiceError(404, "no heat maps for this bundle (needs Captum and a model that reads pixels)")
+        return Response(_heatmap(predictor, *service.cell_image(cell_id)), media_type="image/png",
                         headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/cases/{case_id}/export.csv")
@@ -247,12 +254,18 @@ def create_app(bundle: Path | str, db_path: Path | str, limits: Limits = Limits(
     return app
 
 
+def _heatmaps_available(predictor) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("captum") is not None and predictor.bundle.spec["input"]["name"] == "rgb"
+
+
 def _case_summary(case: dict) -> dict:
     keep = ("id", "sample_id", "note", "status", "created", "created_by_name", "signed_at", "signed_by_name", "bundle_hash", "patient")
     return {k: case.get(k) for k in keep}
 
 
-async def _read_uploads(files: list[UploadFile], limits: Limits) -> list[tuple[str, bytes]]:
+async def _read_uploads(files: list, limits: Limits) -> list[tuple[str, bytes]]:
     """Read the request's files, refusing one larger than the limits before it is all in memory."""
     out, total = [], 0
     for f in files:
@@ -277,6 +290,20 @@ def _thumbnail(name: str, data: bytes, size: int) -> bytes:
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     ok, png = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
     return png.tobytes()
+
+
+def _heatmap(predictor, name: str, data: bytes) -> bytes:
+    import cv2
+    import numpy as np
+
+    from blastscope.data.decode import decode_image
+    from blastscope.inference.heatmaps import overlay, pixel_heatmaps
+
+    image = predictor.preprocess(decode_image(data, name))
+    pred = predictor.predict_images(image[None]).pred
+    heat = pixel_heatmaps([m for m, _ in predictor.bundle.torch_models()], image[None], pred)[0]
+    pair = np.concatenate([image, overlay(image, heat)], axis=1)
+    return cv2.imencode(".png", cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
 def _json(value) -> str:

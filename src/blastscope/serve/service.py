@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import io
 import json
 import secrets
 import sqlite3
@@ -289,10 +288,8 @@ class Service:
         from blastscope.engine.atomic import spreadsheet_safe
 
         _, rows = self.export_rows(case_id)
-        buf = io.StringIO()
         frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["cell"])
-        spreadsheet_safe(frame).to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
-        return buf.getvalue()
+        return spreadsheet_safe(frame).to_csv(index=False, quoting=csv.QUOTE_MINIMAL)
 
 
 def bad_list(bad: list[BadUpload]) -> list[dict]:
