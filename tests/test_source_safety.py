@@ -34,6 +34,8 @@ WRITE_ALLOWED = {
     ("inference/onnx_export.py", "export_onnx"): "only called inside export_bundle's temporary folder",
     ("inference/onnx_export.py", "_export"): "only called (via export_onnx) inside export_bundle's temporary folder",
     ("bench/inference.py", "_export"): "writes into a tempfile.TemporaryDirectory of the benchmark",
+    ("bench/case.py", "run_case"): "copies the case's cells into the benchmark's temporary folder",
+    ("bench/case_reference.py", "main"): "the benchmark's reference writes its CSV into the benchmark's temporary folder",
     ("bench/serve.py", "run_serve"): "writes the case's cells into a tempfile.TemporaryDirectory of the benchmark",
     ("cli/report.py", "compare_cmd"): "--csv copy of a printed table for the user; no stage reads it back",
 }

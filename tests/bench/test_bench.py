@@ -37,7 +37,7 @@ def test_result_structure_and_every_case_present(result):
     names = {c["name"] for c in result["cases"]}
     assert EXPECTED <= names
     for c in result["cases"]:
-        if c["name"] == "serve_case":  # needs a trained bundle (tests/bench/test_serve_case.py runs it)
+        if c["name"] in ("serve_case", "predict_case"):  # need a trained bundle (tests/bench/test_serve_case.py runs them)
             assert "needs a model bundle" in c["skipped"]
             continue
         assert c["skipped"] is None, (c["name"], c["skipped"])
@@ -65,7 +65,7 @@ def test_missing_cells_skip_the_data_cases_with_a_clear_reason(tmp_path):
     cfg = replace(cfg, onnx=False)
     out = run_benchmarks(quick=True, config=cfg)
     skipped = {c["name"]: c["skipped"] for c in out["cases"] if c["skipped"]}
-    assert set(skipped) == {"data_pipeline", "data_wait", "inference_onnx", "serve_case"}
+    assert set(skipped) == {"data_pipeline", "data_wait", "inference_onnx", "predict_case", "serve_case"}
     assert "not found" in skipped["data_pipeline"] and str(tmp_path / "missing") in skipped["data_pipeline"]
 
 

@@ -25,3 +25,16 @@ def test_serve_case_is_skipped_without_a_bundle():
     result = run_benchmarks(True, config=BenchConfig.quick(sgemm_n=64), only=("serve",))
     (case,) = result["cases"]
     assert case["name"] == "serve_case" and "needs a model bundle" in case["skipped"]
+
+
+def test_predict_case_agrees_with_the_one_image_one_fold_reference(tiny_bundle):
+    from blastscope.bench.case import run_case
+    from blastscope.bench.cells import cell_paths
+    from blastscope.bench.config import default_data_dir
+
+    paths = cell_paths(default_data_dir())
+    if not paths:
+        pytest.skip("C-NMC sample cells not found")
+    case = run_case(tiny_bundle, paths, 12, threads=1)
+    assert case.agreement["ok"] and case.agreement["cells_compared"] > 0
+    assert case.optimised > 0 and case.reference > 0 and isinstance(case.met, bool)

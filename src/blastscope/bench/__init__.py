@@ -20,7 +20,7 @@ from blastscope.bench.result import CaseResult
 
 __all__ = ["GROUPS", "BenchConfig", "CaseResult", "run_benchmarks"]
 
-GROUPS = ("training", "inference", "data", "latency", "svm", "memory", "protocol", "serve")
+GROUPS = ("training", "inference", "data", "latency", "svm", "memory", "protocol", "case", "serve")
 """Case groups ``run_benchmarks(only=...)`` can select (``data`` needs ``training`` for the waiting share)."""
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,15 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
     if cfg.rss and "memory" in run:
         say("peak memory")
         cases += _guard("peak_rss", "Peak memory of a training step", lambda: [_rss_case(cfg)])
+    if "case" in run:
+        title = f"predict, a {cfg.serve_cells}-cell case end to end"
+        if cfg.bundle is None or not paths:
+            cases.append(CaseResult.skip("predict_case", title, "needs a model bundle (blastscope bench --bundle DIR) and the C-NMC sample cells"))
+        else:
+            from blastscope.bench.case import run_case
+
+            say("predict case")
+            cases += _guard("predict_case", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells, torch.get_num_threads())])
     if "serve" in run:
         from importlib.util import find_spec
 

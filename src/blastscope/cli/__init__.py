@@ -53,6 +53,18 @@ def user_text(text: object):
     return Text(terminal_safe(text))
 
 
+def threads_option(fn):
+    """``--threads N``: threads for PyTorch, OpenCV and onnxruntime (default: one per physical core
+    this process may use; see :mod:`blastscope.engine.threads`)."""
+    def apply(ctx, _param, value):
+        from blastscope.engine.threads import configure_threads
+
+        return configure_threads(value)
+
+    return click.option("--threads", type=click.IntRange(min=1), default=None, callback=apply, expose_value=True,
+                        help="Threads for PyTorch, OpenCV and onnxruntime (default: one per physical core available).")(fn)
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {terminal_safe(message)}", err=True)
     sys.exit(2)

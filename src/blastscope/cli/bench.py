@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from blastscope.bench import GROUPS
-from blastscope.cli import _console, _fail, main
+from blastscope.cli import _console, _fail, main, threads_option
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -57,8 +57,9 @@ def _table(result: dict):
               help="Model bundle for the workstation case (group 'serve'; without it the case is skipped).")
 @click.option("--only", "only", multiple=True, type=click.Choice(GROUPS),
               help="Run only this group of cases (repeatable; the data-waiting share needs 'training' too).")
+@threads_option
 def bench_cmd(quick: bool, json_path: Path | None, data_dir: Path | None, gpu_tflops: float | None,
-              bundle: Path | None, only: tuple[str, ...]) -> None:
+              bundle: Path | None, only: tuple[str, ...], threads: int) -> None:
     """Measure training, inference, data, DCT, latency coding, SVM and memory against plain references."""
     from blastscope.bench import BenchConfig, run_benchmarks
 

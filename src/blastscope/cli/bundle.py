@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from blastscope.cli import _bar, _console, _fail, main, terminal_safe, user_text
+from blastscope.cli import _bar, _console, _fail, main, terminal_safe, threads_option, user_text
 
 
 @main.command("export")
@@ -148,9 +148,10 @@ def _check_outputs(out: Path, inputs: list[Path], others: list[Path], overwrite:
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one PNG per cell (the cell beside its SmoothGrad heat map in the image domain) into this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist (never an input file).")
+@threads_option
 def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, subject: str | None,
                 subjects_csv: Path | None, review_below: float, alpha: float | None, threshold: float | None,
-                batch_size: int, heatmaps: Path | None, overwrite: bool) -> None:
+                batch_size: int, heatmaps: Path | None, overwrite: bool, threads: int) -> None:
     """Predict INPUTS (files, folders, globs) with BUNDLE: per cell, per subject, and the files that failed.
 
     Exit status 0 when at least one cell was predicted (failed files are listed on stderr and in
@@ -209,7 +210,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         "bundle": {"path": str(bundle), "recipe": spec.get("recipe"), "arm": spec["arm"], "model": spec["model"]["id"],
                    "class_names": spec["class_names"], "positive": positive, "theta": predictor.theta, "fold_thetas": predictor.thetas,
                    "folds": len(spec["folds"]), "evaluation": spec.get("evaluation"), "model_card": spec.get("model_card")},
-        "settings": {"backend": backend, "review_below": review_below if predictor.alpha is None else None,
+        "settings": {"backend": backend, "threads": threads, "review_below": review_below if predictor.alpha is None else None,
                      "alpha": predictor.alpha, "threshold": threshold, "batch_size": batch_size},
         "trust": {"calibrated": predictor.calibrated, "temperatures": predictor.temperatures, "theta_on": predictor.theta_on,
                   "conformal": predictor.alpha is not None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from blastscope.cli import _fail, main
+from blastscope.cli import _fail, main, threads_option
 
 
 @main.command("serve")
@@ -18,7 +18,9 @@ from blastscope.cli import _fail, main
 @click.option("--add-user", "add_user", default=None, help="Add a local account NAME (password from --password-stdin or a prompt), then exit.")
 @click.option("--role", type=click.Choice(["reviewer", "admin"]), default="reviewer", show_default=True)
 @click.option("--password-stdin", is_flag=True, help="Read the new user's password from standard input.")
-def serve_cmd(bundle: Path, db_path: Path, host: str, port: int, add_user: str | None, role: str, password_stdin: bool) -> None:
+@threads_option
+def serve_cmd(bundle: Path, db_path: Path, host: str, port: int, add_user: str | None, role: str, password_stdin: bool,
+              threads: int) -> None:
     """Serve the lab workstation for BUNDLE: upload a patient's cells, review the flagged ones, sign out the case."""
     try:
         import fastapi  # noqa: F401

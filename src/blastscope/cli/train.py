@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from blastscope.cli import _bar, _console, _fail, main
+from blastscope.cli import _bar, _console, _fail, main, threads_option
 
 
 @main.command("models")
@@ -87,7 +87,9 @@ def _load_index(data_dir: Path | None, config, layout: str, subjects_csv, skip_i
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of tables.")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel training processes on this machine (torch DDP, gloo). Under torchrun the launcher's processes are used.")
-def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, subjects_csv, skip_invalid, as_json, devices) -> None:
+@threads_option
+def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, subjects_csv, skip_invalid, as_json, devices,
+           threads) -> None:
     """Subject-level cross-validation of RECIPE: one model per fold, majority vote on held-out data."""
     from blastscope.config import ConfigError, resolve_config
     from blastscope.data.index import IndexError_
@@ -112,7 +114,8 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
 
         report = run_data_parallel(run_cv, devices, (config, index, out),
                                    {"folds": [f - 1 for f in folds] or None, "progress": _bar, "skip_invalid": skip_invalid,
-                                    "skipped": skipped, "data_dir": data_dir})
+                                    "skipped": skipped, "data_dir": data_dir},
+                                   threads=max(1, threads // devices) if devices > 1 else None)
     except (ConfigError, IndexError_, RunFolderError, ValueError, MainProcessError) as e:
         _fail(str(e))  # MainProcessError: a torchrun rank other than 0, whose rank 0 failed (and says why)
     if not report:  # a torchrun rank other than 0

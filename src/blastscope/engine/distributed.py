@@ -346,7 +346,7 @@ def launch(fn: Callable[..., Any], nprocs: int, args: tuple = (), kwargs: dict[s
 
 
 def run_data_parallel(fn: Callable[..., Any], devices: int, args: tuple = (),
-                      kwargs: dict[str, Any] | None = None) -> bool:
+                      kwargs: dict[str, Any] | None = None, threads: int | None = None) -> bool:
     """Run ``fn`` data-parallel; returns True in the process that should report results.
 
     Under torchrun this process joins the launcher's group and runs ``fn`` as its rank (True on
@@ -373,5 +373,5 @@ def run_data_parallel(fn: Callable[..., Any], devices: int, args: tuple = (),
     if devices == 1:
         fn(*args, **kwargs)
         return True
-    launch(fn, devices, args, kwargs)
+    launch(fn, devices, args, kwargs, threads=threads)
     return True

@@ -139,6 +139,9 @@ class OnnxModel:
         # PyTorch, NumPy's BLAS and OpenCV need between calls (a 1.5x slowdown measured on 2 cores).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        from blastscope.engine.threads import onnx_threads
+
+        options.intra_op_num_threads = onnx_threads()  # --threads (0: onnxruntime's default)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:

@@ -1,0 +1,63 @@
+"""How many threads the toolkit computes with: one per physical core this process may use.
+
+PyTorch's default is the number of physical cores of the whole machine; on a machine shared with
+other work (a lab PC, a batch node given two of its 64 cores through an affinity mask) that
+oversubscribes the cores and every step waits on the others. :func:`default_threads` counts the
+physical cores among the CPUs in this process's affinity mask; :func:`configure_threads` sets
+PyTorch's intra-op threads, OpenCV's threads and the thread count onnxruntime sessions are
+created with (``--threads N`` of ``cv``, ``predict``, ``serve`` and ``bench``).
+"""
+from __future__ import annotations
+
+import os
+
+__all__ = ["default_threads", "configure_threads", "onnx_threads"]
+
+_ONNX_THREADS: int | None = None
+
+
+def _cpu_core_map() -> dict[int, tuple[str, str]]:
+    """CPU number -> (physical package, core id), from /proc/cpuinfo (empty where unreadable)."""
+    out: dict[int, tuple[str, str]] = {}
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return out
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if "processor" in fields:
+            out[int(fields["processor"])] = (fields.get("physical id", "0"), fields.get("core id", fields["processor"]))
+    return out
+
+
+def default_threads() -> int:
+    """Physical cores among the CPUs this process may run on (at least 1)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    cores = _cpu_core_map()
+    if cores and all(c in cores for c in cpus):
+        return max(1, len({cores[c] for c in cpus}))
+    return max(1, len(cpus))
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Use ``threads`` (default :func:`default_threads`) for PyTorch, OpenCV and onnxruntime; returns it."""
+    global _ONNX_THREADS
+    n = int(threads) if threads is not None else default_threads()
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got threads={threads}")
+    import cv2
+    import torch
+
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+    _ONNX_THREADS = n
+    return n
+
+
+def onnx_threads() -> int:
+    """The intra-op thread count for new onnxruntime sessions (0: onnxruntime's default)."""
+    return _ONNX_THREADS or 0

@@ -1,0 +1,57 @@
+"""Threads: one per physical core this process may use, and --threads N everywhere."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from blastscope.engine import threads
+
+
+def test_default_counts_physical_cores_of_the_affinity_mask(monkeypatch):
+    # 4 logical CPUs, two per core (hyper-threading): CPUs 0, 1 are core 0 and 2, 3 core 1
+    monkeypatch.setattr(threads, "_cpu_core_map", lambda: {0: ("0", "0"), 1: ("0", "0"), 2: ("0", "1"), 3: ("0", "1")})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    assert threads.default_threads() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {2, 3})  # a batch system gave us one core
+    assert threads.default_threads() == 1
+    monkeypatch.setattr(threads, "_cpu_core_map", lambda: {})  # no /proc/cpuinfo: count the CPUs
+    assert threads.default_threads() == 2
+
+
+def test_configure_sets_torch_opencv_and_onnxruntime():
+    import cv2
+
+    before = torch.get_num_threads()
+    try:
+        assert threads.configure_threads(1) == 1
+        assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1 and threads.onnx_threads() == 1
+        with pytest.raises(ValueError, match="threads must be"):
+            threads.configure_threads(0)
+    finally:
+        threads.configure_threads(before)
+
+
+def test_predict_records_the_threads(tiny_bundle, tmp_path):
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from blastscope.cli import main
+
+    cells = sorted((Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cnmc-samples" / "labeled").glob("*.bmp"))[:2]
+    if not cells:
+        pytest.skip("C-NMC sample cells not found")
+    before = torch.get_num_threads()
+    try:
+        r = CliRunner().invoke(main, ["predict", str(tiny_bundle), *map(str, cells), "--out", str(tmp_path / "p.csv"),
+                                      "--threads", "1"])
+        assert r.exit_code == 0, r.output
+        assert json.loads((tmp_path / "p.json").read_text())["settings"]["threads"] == 1
+        r = CliRunner().invoke(main, ["predict", str(tiny_bundle), *map(str, cells), "--out", str(tmp_path / "q.csv"),
+                                      "--threads", "0"])
+        assert r.exit_code == 2 and "--threads" in r.output
+    finally:
+        threads.configure_threads(before)
