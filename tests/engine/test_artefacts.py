@@ -115,9 +115,11 @@ def test_heat_map_gallery_picks_the_extreme_cells_of_each_class(run):
     """Per class, the most confident correct and wrong and the most uncertain validation-fold cell of
     fold 1 (recomputed from predictions.csv), each with a heat map of the cell's size in [0, 1]."""
     pytest.importorskip("captum")
-    info = json.loads((run / "artefacts" / "artefacts.json").read_text())["gallery"]
+    galleries = json.loads((run / "artefacts" / "artefacts.json").read_text())["galleries"]
+    assert set(galleries) == {"sd_net", "sdct_net"}  # every CNN arm that reads pixels
+    info = galleries["sdct_net"]
     assert "reason" not in info, info
-    with np.load(run / "artefacts" / "gallery.npz", allow_pickle=False) as z:
+    with np.load(run / "artefacts" / info["file"], allow_pickle=False) as z:
         a = {k: z[k] for k in z.files}
     assert a["heat"].shape == a["rgb"].shape[:3] and 0 <= a["heat"].min() and a["heat"].max() <= 1
     preds = pd.read_csv(run / "arms" / info["arm"] / "fold_1" / "predictions.csv", keep_default_na=False)

@@ -166,3 +166,56 @@ def test_out_of_domain_flags_other_cell_kinds_far_more_often(trust_run, tiny_syn
         print(f"\nout-of-domain rate: held-out synthetic C-NMC-like cells {rate_in:.2f} ({len(in_domain)}), "
               f"AML + PBC samples {rate_out:.2f} ({len(foreign)})")
     assert rate_out >= max(0.15, 3 * rate_in)
+
+
+@pytest.fixture(scope="module")
+def calibrated_theta_run(tiny_synthetic, tmp_path_factory) -> Path:
+    from blastscope.config import resolve_config
+    from blastscope.data.readers import read_dataset
+    from blastscope.evaluation.cross_validation import run_cv
+
+    from dataclasses import replace
+
+    run_dir = tmp_path_factory.mktemp("theta_on") / "run"
+    config = resolve_config("sdct_auxnet", "quick", TINY_RUN_OVERRIDES)
+    arms = tuple(a if a.aux is None else replace(a, aux=replace(a.aux, theta_on="calibrated")) for a in config.arms)
+    config = replace(config, arms=arms)
+    run_cv(config, read_dataset(tiny_synthetic, layout="auto"), run_dir)
+    return run_dir
+
+
+def test_theta_rule_on_calibrated_probabilities(calibrated_theta_run):
+    """aux.theta_on: calibrated: the CNN answers where its temperature-scaled top probability exceeds theta."""
+    from blastscope.evaluation.calibration import apply_temperature
+
+    for k in range(3):
+        info = json.loads((calibrated_theta_run / "arms" / "sdct_auxnet" / f"fold_{k + 1}" / "fold.json").read_text())
+        assert info["theta_on"] == "calibrated"
+        p = _preds(calibrated_theta_run, "sdct_auxnet", k)
+        p = p[p["svm_pred"].astype(str) != ""]
+        if p.empty:
+            continue
+        cal = apply_temperature(p[["cnn_p_hem", "cnn_p_all"]].to_numpy(), info["temperature"])
+        expected = np.where(cal.max(axis=1) > info["theta"], "cnn", "svm")
+        assert p["answered_by"].tolist() == expected.tolist()
+
+
+def test_predict_explains_trust_in_its_json(trust_run, tmp_path):
+    from click.testing import CliRunner
+
+    from blastscope.cli import main
+    from blastscope.inference.export import export_bundle
+
+    bundle = export_bundle(trust_run, tmp_path / "bundle")
+    folds = pd.read_csv(trust_run / "folds.csv", keep_default_na=False)
+    files = folds.loc[folds["fold"] >= 0, "path"].tolist()[:6]
+    r = CliRunner().invoke(main, ["predict", str(bundle), *files, "--out", str(tmp_path / "p.csv"), "--subject", "S1", "--alpha", "0.2"])
+    assert r.exit_code == 0, r.output
+    out = json.loads((tmp_path / "p.json").read_text())
+    trust = out["trust"]
+    assert trust["conformal"] and out["settings"]["alpha"] == 0.2 and "alpha 0.2" in trust["review_rule"]
+    assert trust["temperatures"] == json.loads((bundle / "bundle.json").read_text())["trust"]["temperatures"]
+    assert set(trust["stain"]) == {"S1"} and trust["stain"]["S1"]["outside"] is False  # the training cells themselves
+    assert out["settings"]["threshold"] == json.loads((bundle / "bundle.json").read_text())["trust"]["patient_threshold"]
+    cells = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert (cells["review"].astype(str) == "True").eq(cells["review_reason"] != "").all()

@@ -81,7 +81,12 @@ def test_killed_during_a_prediction_and_restarted(tiny_bundle, tmp_path):
         assert case["progress"]["predicted"] == 400 and case["progress"]["errors"] == 0
         import sqlite3
 
-        jobs = sqlite3.connect(db).execute("SELECT state, attempts FROM jobs WHERE case_id = ?", (second,)).fetchall()
+        t0 = time.time()
+        while True:  # every cell is predicted; the other queued jobs of the case then find nothing left to do
+            jobs = sqlite3.connect(db).execute("SELECT state, attempts FROM jobs WHERE case_id = ?", (second,)).fetchall()
+            if {s for s, _ in jobs} == {"done"} or time.time() - t0 > 60:
+                break
+            time.sleep(0.05)
         assert {s for s, _ in jobs} == {"done"} and max(a for _, a in jobs) == 2  # the interrupted job ran again
         assert before > 0
         kept = httpx.get(f"{base}/api/cases/{first}", headers=h).json()

@@ -23,9 +23,9 @@ network and writes, under ``RUN/artefacts/``:
   ``conv5``/``conv6`` blocks), the preprocessed cell (uint8 N x S x S x 3) and the first
   ``n_maps`` channels of its C5 and C6 feature maps (float32 N x n_maps x h x w), with ``labels``,
   ``paths`` and the model's ``probability`` of the true class.
-- ``gallery.npz`` (why the model decided): for each true class, fold 1's most confident correct,
-  most confident wrong and most uncertain validation-fold cell (by the fold-1 model of the first
-  arm with a DCT layer that reads pixels), the preprocessed cell, its SmoothGrad heat map in the
+- ``gallery_<arm>.npz`` (why the model decided), for every arm whose network reads pixels: for
+  each true class, fold 1's most confident correct, most confident wrong and most uncertain
+  validation-fold cell (by that arm's fold-1 model), the preprocessed cell, its SmoothGrad heat map in the
   image domain (:mod:`blastscope.inference.heatmaps`, needs Captum), ``labels``, ``preds``,
   ``kinds``, ``probability`` (of the predicted class) and ``paths``.
 - ``artefacts.json``: what was written, from which weights (SHA-256), or why something was not.
@@ -54,7 +54,7 @@ __all__ = ["write_report_artefacts", "ARTEFACTS_DIR"]
 logger = logging.getLogger(__name__)
 
 ARTEFACTS_DIR = "artefacts"
-ARTEFACTS_VERSION = 3  # 2: Fig. 13 feature maps; 3: the heat-map gallery; older artefacts are recomputed
+ARTEFACTS_VERSION = 4  # 2: Fig. 13 feature maps; 3: the heat-map gallery; 4: one per pixel arm; older are recomputed
 COEFFICIENT_FRACTION = np.geomspace(1e-4, 1.0, 48)
 
 
@@ -196,45 +196,34 @@ def _feature_maps(run_dir: Path, models: dict, sd_arms: list, classes: list[str]
 GALLERY_KINDS = ("most confident correct", "most confident wrong", "most uncertain")
 
 
-def _gallery(run_dir: Path, models: dict, config, classes: list[str], preprocess: Preprocess,
-             sd_arms: list) -> tuple[dict[str, np.ndarray] | None, dict]:
-    """The heat-map gallery (module docstring) and its ``artefacts.json`` entry (or the reason for none)."""
-    from importlib.util import find_spec
-
-    if find_spec("captum") is None:
-        return None, {"reason": "Captum is not installed (pip install 'blastscope[explain]')"}
+def _gallery(run_dir: Path, name: str, model, classes: list[str], preprocess: Preprocess) -> tuple[dict[str, np.ndarray] | None, dict]:
+    """One arm's heat-map gallery (module docstring) and its ``artefacts.json`` entry (or the reason for none)."""
     from blastscope.inference.heatmaps import pixel_heatmaps
 
-    pixel_arms = {a.name for a in config.arms if a.model is not None and a.input == "rgb"}
-    order = [n for n, _, has_dct in sd_arms if has_dct and n in pixel_arms] + [n for n in models if n in pixel_arms]
-    for name in dict.fromkeys(order):
-        path = fold_dir(run_dir, name, 0) / "predictions.csv"
-        if not path.exists():
-            continue
-        preds = read_safe_csv(path, keep_default_na=False, dtype={"subject_id": str, "label": str})
-        val = preds[preds["set"] == "oof"].copy()
-        if val.empty:
-            continue
-        p = val[[f"p_{c}" for c in classes]].to_numpy(float)
-        val["confidence"] = p.max(axis=1)
-        rows, kinds = [], []
-        for c in classes:
-            g = val[val["label"] == c]
-            right, wrong = g[g["pred"] == g["y"]], g[g["pred"] != g["y"]]
-            for kind, pool, pick in ((GALLERY_KINDS[0], right, "max"), (GALLERY_KINDS[1], wrong, "max"),
-                                     (GALLERY_KINDS[2], g, "min")):
-                if len(pool):
-                    rows.append(pool.loc[pool["confidence"].idxmax() if pick == "max" else pool["confidence"].idxmin()])
-                    kinds.append(kind)
-        cells = np.stack([load_preprocessed(r["path"], preprocess) for r in rows])
-        pred = np.array([int(r["pred"]) for r in rows])
-        heat = pixel_heatmaps([models[name][0]], cells, pred)
-        return ({"rgb": cells, "heat": heat.astype(np.float32), "labels": np.array([r["label"] for r in rows]).astype(str),
-                 "preds": np.array([classes[i] for i in pred]).astype(str), "kinds": np.array(kinds).astype(str),
-                 "probability": np.array([r["confidence"] for r in rows]), "paths": np.array([r["path"] for r in rows]).astype(str)},
-                {"file": "gallery.npz", "arm": name, "n_cells": len(rows),
-                 "method": "SmoothGrad at the pixels, through the stain and DCT layers (8 noisy copies)"})
-    return None, {"reason": "no fold-1 model that reads pixels has scored validation-fold cells"}
+    path = fold_dir(run_dir, name, 0) / "predictions.csv"
+    if not path.exists():
+        return None, {"reason": "fold 1 is not finished"}
+    preds = read_safe_csv(path, keep_default_na=False, dtype={"subject_id": str, "label": str})
+    val = preds[preds["set"] == "oof"].copy()
+    if val.empty:
+        return None, {"reason": "fold 1 scored no validation-fold cells"}
+    val["confidence"] = val[[f"p_{c}" for c in classes]].to_numpy(float).max(axis=1)
+    rows, kinds = [], []
+    for c in classes:
+        g = val[val["label"] == c]
+        right, wrong = g[g["pred"] == g["y"]], g[g["pred"] != g["y"]]
+        for kind, pool, pick in ((GALLERY_KINDS[0], right, "max"), (GALLERY_KINDS[1], wrong, "max"), (GALLERY_KINDS[2], g, "min")):
+            if len(pool):
+                rows.append(pool.loc[pool["confidence"].idxmax() if pick == "max" else pool["confidence"].idxmin()])
+                kinds.append(kind)
+    cells = np.stack([load_preprocessed(r["path"], preprocess) for r in rows])
+    pred = np.array([int(r["pred"]) for r in rows])
+    heat = pixel_heatmaps([model], cells, pred)
+    return ({"rgb": cells, "heat": heat.astype(np.float32), "labels": np.array([r["label"] for r in rows]).astype(str),
+             "preds": np.array([classes[i] for i in pred]).astype(str), "kinds": np.array(kinds).astype(str),
+             "probability": np.array([r["confidence"] for r in rows]), "paths": np.array([r["path"] for r in rows]).astype(str)},
+            {"file": f"gallery_{name}.npz", "arm": name, "n_cells": len(rows),
+             "method": "SmoothGrad at the pixels, through the stain and DCT layers (8 noisy copies)"})
 
 
 def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_points: int = 300,
@@ -290,9 +279,17 @@ def write_report_artefacts(run_dir: Path | str, cells_per_class: int = 2, max_po
     maps, info["feature_maps"] = _feature_maps(run_dir, models, sd_arms, classes, preprocess)
     if maps is not None:
         atomic_write(out / "feature_maps.npz", lambda p: _savez(p, maps))
-    gallery, info["gallery"] = _gallery(run_dir, models, config, classes, preprocess, sd_arms)
-    if gallery is not None:
-        atomic_write(out / "gallery.npz", lambda p: _savez(p, gallery))
+    info["galleries"] = {}
+    from importlib.util import find_spec
+
+    pixel_arms = [a.name for a in own if a.input == "rgb" and a.name in models]
+    for name in pixel_arms:  # every CNN arm that reads pixels
+        if find_spec("captum") is None:
+            info["galleries"][name] = {"reason": "Captum is not installed (pip install 'blastscope[explain]')"}
+            continue
+        arrays, info["galleries"][name] = _gallery(run_dir, name, models[name][0], classes, preprocess)
+        if arrays is not None:
+            atomic_write(out / f"gallery_{name}.npz", lambda p, a=arrays: _savez(p, a))
     for name, (model, model_input) in models.items():
         if images is None:
             break

@@ -41,48 +41,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
+from blastscope.estimators.svm_arrays import _ovo_votes, _rbf_ovo_decision, check_svm_arrays
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["SpectralSVM"]
-
-
-def _rbf_ovo_decision(X: np.ndarray, a: dict[str, np.ndarray]) -> np.ndarray:
-    """libsvm's one-vs-one decision values (n_samples, k(k-1)/2) in NumPy.
-
-    Pair p runs over (i, j), i < j, in the order (0,1), (0,2), ..., (1,2), ...; a positive
-    value votes for class index i. Support vectors are stored grouped by class; the pair
-    (i, j) uses row j-1 of ``dual_coef`` for class i's vectors and row i for class j's.
-    """
-    if "scaler_mean" in a:
-        X = (X - a["scaler_mean"]) / a["scaler_scale"]
-    sv = a["support_vectors"]
-    sq = (X * X).sum(axis=1)[:, None] + (sv * sv).sum(axis=1)[None, :] - 2.0 * (X @ sv.T)
-    kernel = np.exp(-float(a["gamma"]) * np.maximum(sq, 0.0))  # (n_samples, n_sv)
-    k = a["classes"].shape[0]
-    starts = np.concatenate([[0], np.cumsum(a["n_support"])])
-    dual, intercept = a["dual_coef"], a["intercept"]
-    out = np.empty((X.shape[0], k * (k - 1) // 2))
-    p = 0
-    for i in range(k):
-        si = slice(starts[i], starts[i + 1])
-        for j in range(i + 1, k):
-            sj = slice(starts[j], starts[j + 1])
-            out[:, p] = kernel[:, si] @ dual[j - 1, si] + kernel[:, sj] @ dual[i, sj] + intercept[p]
-            p += 1
-    return out
-
-
-def _ovo_votes(dec: np.ndarray, k: int) -> np.ndarray:
-    """Vote counts (n_samples, k) of libsvm's one-vs-one decision values (positive -> class i of pair (i, j))."""
-    votes = np.zeros((dec.shape[0], k), dtype=np.int64)
-    p = 0
-    for i in range(k):
-        for j in range(i + 1, k):
-            wins_i = dec[:, p] > 0
-            votes[:, i] += wins_i
-            votes[:, j] += ~wins_i
-            p += 1
-    return votes
 
 
 def platt_targets(y: np.ndarray, k: int) -> np.ndarray:
@@ -254,33 +217,14 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SpectralSVM:
         """Rebuild from ``to_arrays`` output; predictions run in pure NumPy (``svc_`` is None)."""
-        required = {"support_vectors", "dual_coef", "intercept", "n_support", "classes", "gamma", "C"}
-        missing = required - set(arrays)
-        if missing:
-            raise ValueError(f"arrays lacks keys {sorted(missing)}")
-        a = {key: np.array(value) for key, value in arrays.items()}
-        k, n_sv = a["classes"].shape[0], a["support_vectors"].shape[0]
-        if k < 2 or a["dual_coef"].shape != (k - 1, n_sv) or a["intercept"].shape != (k * (k - 1) // 2,):
-            raise ValueError(
-                f"inconsistent SVM arrays: classes {a['classes'].shape}, support_vectors "
-                f"{a['support_vectors'].shape}, dual_coef {a['dual_coef'].shape}, intercept {a['intercept'].shape}"
-            )
-        if a["n_support"].shape != (k,) or int(a["n_support"].sum()) != n_sv:
-            raise ValueError(f"n_support {a['n_support'].tolist()} does not add up to {n_sv} support vectors")
+        a, slope = check_svm_arrays(arrays)
         obj = cls(C=float(a["C"]), gamma=float(a["gamma"]), standardize="scaler_mean" in a)
         obj.svc_ = None
         obj.scaler_ = None
         obj.classes_ = a["classes"]
         obj.n_features_in_ = a["support_vectors"].shape[1]
         obj.arrays_ = a
-        obj.platt_a_ = None
-        if "platt_a" in a:
-            if a["platt_a"].size != 1:
-                raise ValueError(f"platt_a must be one number, got shape {a['platt_a'].shape}")
-            slope = float(a["platt_a"].reshape(()))
-            if not (np.isfinite(slope) and slope >= 0):
-                raise ValueError(f"platt_a must be a finite number >= 0, got {slope}")
-            obj.platt_a_ = slope
+        obj.platt_a_ = slope
         return obj
 
     def _check_X(self, X: np.ndarray) -> np.ndarray:

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, f1_score
 
 __all__ = ["theta_combine", "theta_sweep", "contribution_counts", "TABLE5_THETAS"]
 
@@ -100,6 +99,8 @@ def theta_sweep(
         over classes present), ``f1_<name>`` per class (zero division -> 0.0), and
         ``svm_share``, the fraction of samples answered by the auxiliary classifier.
     """
+    from sklearn.metrics import balanced_accuracy_score, f1_score  # here: predict never needs scikit-learn
+
     proba, aux = _check_inputs(cnn_proba, aux_pred)
     k = proba.shape[1]
     y = np.asarray(y_true)

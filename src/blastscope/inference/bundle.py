@@ -33,7 +33,7 @@ import numpy as np
 
 from blastscope import __version__
 from blastscope.data.preprocess import Preprocess
-from blastscope.estimators.svm_head import SpectralSVM
+from blastscope.estimators.svm_arrays import SVMArrays
 from blastscope.evaluation.operating_point import normalize_positive
 from blastscope.inference.manifest import BundleError, verify_manifest
 
@@ -65,7 +65,7 @@ class Bundle:
     path: Path
     spec: dict
     folds: list[FoldFiles]
-    svms: list[SpectralSVM | None]
+    svms: list[SVMArrays | None]
     input_arrays: list[dict[str, np.ndarray]]
     oods: list = field(default_factory=list)
     stain_range: object | None = None
@@ -354,13 +354,13 @@ def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
         for name in (f.weights, f.svm, f.input, f.onnx, f.ood):
             if name is not None and (not isinstance(name, str) or name not in verified):
                 raise BundleError(f"{path / BUNDLE_FILE}: fold {f.fold} names {name!r}, which is not a verified file of the bundle")
-    svms: list[SpectralSVM | None] = []
+    svms: list[SVMArrays | None] = []
     for f in folds:
         if f.svm is None:
             svms.append(None)
             continue
         try:
-            svm = SpectralSVM.from_arrays(_scalars_0d(read_arrays(path, f.svm)))
+            svm = SVMArrays.from_arrays(_scalars_0d(read_arrays(path, f.svm)))
         except ValueError as e:
             raise BundleError(f"{path / f.svm}: not usable SVM arrays ({e})") from None
         if svm.platt_a_ is None:

@@ -81,19 +81,23 @@ def features_section(data: RunData, fig: FigureWriter) -> str:
 
 
 def gallery_section(data: RunData, fig: FigureWriter) -> str:
-    """Per class: the most confident correct, most confident wrong and most uncertain cell, with heat maps."""
-    out = ['<h2 id="gallery">Why the model decided: heat-map gallery</h2>']
-    info = (data.artefacts or {}).get("gallery") or {}
-    path = data.artefacts_dir / "gallery.npz"
-    if not info.get("file") or not path.exists():
-        return out[0] + note(f"Not available: {info['reason']}." if info.get("reason") else _MISSING, "warning")
-    with np.load(path, allow_pickle=False) as z:
-        a = {k: z[k] for k in z.files}
-    titles = [f"true {lab}: {kind}\npredicted {pred} ({p:.2f})"
-              for lab, kind, pred, p in zip(a["labels"], a["kinds"], a["preds"], a["probability"])]
-    png = plots.heatmap_gallery(a["rgb"], a["heat"], titles, 3, f"{info['arm']} (fold-1 model), validation-fold cells")
-    out.append(fig(f"gallery_{info['arm']}", png,
-                   "Per true class: the most confident correct, most confident wrong and most uncertain cell of fold 1's "
-                   "validation fold; red = pixels whose change moves the predicted class's probability most "
-                   f"({info.get('method', '')})"))
+    """Per arm and class: the most confident correct, most confident wrong and most uncertain cell, with heat maps."""
+    out = ['<h2 id="gallery">Why the model decided: heat-map galleries</h2>']
+    galleries = (data.artefacts or {}).get("galleries") or {}
+    for arm, info in galleries.items():
+        path = data.artefacts_dir / info.get("file", "")
+        if not info.get("file") or not path.exists():
+            out.append(note(f"{arm}: not available: {info.get('reason', 'no gallery file')}.", "warning"))
+            continue
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        titles = [f"true {lab}: {kind}\npredicted {pred} ({p:.2f})"
+                  for lab, kind, pred, p in zip(a["labels"], a["kinds"], a["preds"], a["probability"])]
+        png = plots.heatmap_gallery(a["rgb"], a["heat"], titles, 3, f"{arm} (fold-1 model), validation-fold cells")
+        out.append(fig(f"gallery_{arm}", png,
+                       f"{arm}: per true class, the most confident correct, most confident wrong and most uncertain cell of "
+                       "fold 1's validation fold; warm colours = pixels whose change moves the predicted class's "
+                       f"probability most ({info.get('method', '')})"))
+    if len(out) == 1:
+        out.append(note(_MISSING, "warning"))
     return "\n".join(out)
