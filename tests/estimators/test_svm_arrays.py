@@ -14,7 +14,7 @@ from blastscope.estimators.svm_head import SpectralSVM
 @pytest.mark.parametrize("k", [2, 3])
 def test_same_answers_as_spectral_svm(k):
     rng = np.random.default_rng(k)
-    X = rng.normal(size=(120, 6)) + np.repeat(np.arange(k), 40)[:, None] * 0.8
+    X = rng.normal(size=(40 * k, 6)) + np.repeat(np.arange(k), 40)[:, None] * 0.8
     y = np.repeat(np.arange(k), 40)
     svm = SpectralSVM(C=1.0, gamma=0.3, standardize=True).fit(X, y).calibrate(X[::2], y[::2])
     stored = SVMArrays.from_arrays(svm.to_arrays())
