@@ -10,6 +10,7 @@ from blastscope.engine import threads
 
 
 def test_default_counts_physical_cores_of_the_affinity_mask(monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
     # 4 logical CPUs, two per core (hyper-threading): CPUs 0, 1 are core 0 and 2, 3 core 1
     monkeypatch.setattr(threads, "_cpu_core_map", lambda: {0: ("0", "0"), 1: ("0", "0"), 2: ("0", "1"), 3: ("0", "1")})
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
@@ -18,6 +19,10 @@ def test_default_counts_physical_cores_of_the_affinity_mask(monkeypatch):
     assert threads.default_threads() == 1
     monkeypatch.setattr(threads, "_cpu_core_map", lambda: {})  # no /proc/cpuinfo: count the CPUs
     assert threads.default_threads() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # another process keeps one core busy
+    assert threads.default_threads() == 1 and threads.physical_cores() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 7.0, 7.0))
+    assert threads.default_threads() == 1
 
 
 def test_configure_sets_torch_opencv_and_onnxruntime():
