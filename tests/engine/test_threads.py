@@ -10,7 +10,7 @@ from blastscope.engine import threads
 
 
 def test_default_counts_physical_cores_of_the_affinity_mask(monkeypatch):
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    monkeypatch.setattr(threads, "idle_cpus", lambda seconds=0.1: 3.9)
     # 4 logical CPUs, two per core (hyper-threading): CPUs 0, 1 are core 0 and 2, 3 core 1
     monkeypatch.setattr(threads, "_cpu_core_map", lambda: {0: ("0", "0"), 1: ("0", "0"), 2: ("0", "1"), 3: ("0", "1")})
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
@@ -19,10 +19,30 @@ def test_default_counts_physical_cores_of_the_affinity_mask(monkeypatch):
     assert threads.default_threads() == 1
     monkeypatch.setattr(threads, "_cpu_core_map", lambda: {})  # no /proc/cpuinfo: count the CPUs
     assert threads.default_threads() == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # another process keeps one core busy
+    monkeypatch.setattr(threads, "idle_cpus", lambda seconds=0.1: 1.1)  # another process keeps one core busy
     assert threads.default_threads() == 1 and threads.physical_cores() == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 7.0, 7.0))
+    monkeypatch.setattr(threads, "idle_cpus", lambda seconds=0.1: 0.0)
     assert threads.default_threads() == 1
+    monkeypatch.setattr(threads, "idle_cpus", lambda seconds=0.1: None)  # no /proc/stat: every core
+    assert threads.default_threads() == 2
+
+
+def test_idle_cpus_sees_a_busy_process():
+    import subprocess
+    import sys
+
+    if threads.idle_cpus() is None:
+        pytest.skip("no /proc/stat")
+    quiet = threads.idle_cpus(0.3)
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        busy = threads.idle_cpus(0.3)
+    finally:
+        hog.kill()
+    assert busy < quiet - 0.5  # one CPU less idle
 
 
 def test_configure_sets_torch_opencv_and_onnxruntime():

@@ -3,8 +3,8 @@
 PyTorch's default is the number of physical cores of the whole machine; on a machine shared with
 other work (a lab PC, a batch node given two of its 64 cores through an affinity mask) that
 oversubscribes the cores and every step waits on the others. :func:`default_threads` counts the
-physical cores among the CPUs in this process's affinity mask that the load average says are not
-busy; :func:`configure_threads` sets
+physical cores among the CPUs in this process's affinity mask that are idle right now;
+:func:`configure_threads` sets
 PyTorch's intra-op threads, OpenCV's threads and the thread count onnxruntime sessions are
 created with (``--threads N`` of ``cv``, ``predict``, ``serve`` and ``bench``).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["physical_cores", "default_threads", "configure_threads", "onnx_threads"]
+__all__ = ["physical_cores", "idle_cpus", "default_threads", "configure_threads", "onnx_threads"]
 
 _ONNX_THREADS: int | None = None
 
@@ -44,17 +44,52 @@ def physical_cores() -> int:
     return max(1, len(cpus))
 
 
+def _cpu_times() -> dict[int, tuple[int, int]]:
+    """CPU number -> (idle, total) jiffies from /proc/stat (empty where unreadable)."""
+    out = {}
+    try:
+        lines = open("/proc/stat").read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            v = [int(x) for x in values]
+            out[int(name[3:])] = (v[3] + (v[4] if len(v) > 4 else 0), sum(v[:8]))
+    return out
+
+
+def idle_cpus(seconds: float = 0.1) -> float | None:
+    """How many of this process's CPUs were idle over ``seconds`` (None where /proc/stat is missing)."""
+    import time
+
+    try:
+        cpus = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = set(range(os.cpu_count() or 1))
+    first = _cpu_times()
+    if not first:
+        return None
+    time.sleep(seconds)
+    second = _cpu_times()
+    idle = 0.0
+    for c in cpus & set(first) & set(second):
+        d_idle, d_total = second[c][0] - first[c][0], second[c][1] - first[c][1]
+        idle += d_idle / d_total if d_total > 0 else 1.0
+    return idle
+
+
 def default_threads() -> int:
     """One thread per physical core available (:func:`physical_cores`) that other work is not
-    already using: the cores minus the one-minute load average (rounded), at least 1. Measured on
-    this 2-core machine with one other busy process: 2 threads 9.5-10.7 s, 1 thread 6.5-8.0 s for
-    a 500-cell ``predict``; on an idle machine both cores are used."""
+    using right now: the CPUs idle over 0.1 s (from /proc/stat; not the load average, which sits
+    near 1 on an idle VM), rounded, at least 1, at most the physical cores. Measured on this 2-core
+    machine with one other busy process: 2 threads 9.5-10.7 s, 1 thread 6.5-8.0 s for a 500-cell
+    ``predict``; on an idle machine both cores are used."""
     cores = physical_cores()
-    try:
-        busy = int(os.getloadavg()[0] + 0.5)
-    except (AttributeError, OSError):
-        busy = 0
-    return max(1, min(cores, cores - busy))
+    idle = idle_cpus()
+    if idle is None:
+        return cores
+    return max(1, min(cores, int(idle + 0.5)))
 
 
 def configure_threads(threads: int | None = None) -> int:
