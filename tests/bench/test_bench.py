@@ -65,7 +65,7 @@ def test_missing_cells_skip_the_data_cases_with_a_clear_reason(tmp_path):
     cfg = replace(cfg, onnx=False)
     out = run_benchmarks(quick=True, config=cfg)
     skipped = {c["name"]: c["skipped"] for c in out["cases"] if c["skipped"]}
-    assert set(skipped) == {"data_pipeline", "data_wait", "inference_onnx", "predict_case", "serve_case"}
+    assert set(skipped) == {"data_pipeline", "data_wait", "inference_onnx", "predict_case", "serve_case"}  # no bundle: no int8 case
     assert "not found" in skipped["data_pipeline"] and str(tmp_path / "missing") in skipped["data_pipeline"]
 
 

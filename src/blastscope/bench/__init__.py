@@ -124,6 +124,11 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
 
             say("predict case")
             cases += _guard("predict_case", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells, torch.get_num_threads())])
+            if cfg.onnx:
+                from blastscope.bench.case import run_int8
+
+                say("int8")
+                cases += _guard("onnx_int8", "int8 ONNX vs float32 ONNX", lambda: [run_int8(cfg.bundle, paths, cfg.serve_cells)])
     if "serve" in run:
         from importlib.util import find_spec
 
