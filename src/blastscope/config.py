@@ -186,8 +186,18 @@ class TrainConfig:
     optimizer: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     max_train_batches: int | None = None
+    device: str = "auto"
+    amp: str = "auto"
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
+        dev = str(self.device).lower()
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ConfigError(f"train.amp must be auto, off, bf16 or fp16, got {self.amp!r}")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"train.deterministic must be true or false, got {self.deterministic!r}")
         if self.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

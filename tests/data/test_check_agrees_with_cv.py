@@ -94,23 +94,6 @@ def test_grouping_option_words_and_severity(smear_pair):
     assert any("6 images have no subject id" in p["problem"] and p["severity"] == "error" for p in report["problems"])
 
 
-def test_re_encoded_copy_is_the_extra_pixel_check(tmp_path, cnmc_samples):
-    """Identical pixels in files whose bytes differ: data check only, a warning saying it is extra."""
-    import cv2
-
-    root = tmp_path / "folders"
-    for c in ("blast", "normal"):
-        (root / c).mkdir(parents=True)
-    cells = sorted(cnmc_samples.glob("*.bmp"))
-    for i, cell in enumerate(cells[:4]):
-        shutil.copy(cell, root / ("blast" if i % 2 else "normal") / f"cell_{i}.bmp")
-    cv2.imwrite(str(root / "normal" / "copy.png"), cv2.imread(str(cells[1])))
-    extra = [p for p in check_dataset(root)["problems"] if "identical pixels" in p["problem"]]
-    assert len(extra) == 1 and extra[0]["severity"] == "warning"
-    assert extra[0]["problem"].startswith("identical pixels in files with different bytes (extra check, not made by cv) "
-                                          "under two images and two classes")
-
-
 def _folder_set(root, n=2):
     rng = np.random.default_rng(1)
     for c in ("ALL", "HEM"):

@@ -51,6 +51,11 @@ def test_identical_pixels_under_two_classes_even_when_re_encoded(tmp_path, cnmc_
     assert report["layout"] == "folder"
     dupes = [p for p in _problems(report) if "identical pixels" in p]
     assert len(dupes) == 1 and "two classes" in dupes[0] and "copy.png" in dupes[0] and "cell_1.bmp" in dupes[0]
+    # a check cv does not make (it compares file bytes): a warning that says so
+    extra = [p for p in report["problems"] if "identical pixels" in p["problem"]]
+    assert extra[0]["severity"] == "warning"
+    assert extra[0]["problem"].startswith("identical pixels in files with different bytes (extra check, not made by cv) "
+                                          "under two images and two classes")
 
 
 def test_identical_files_warned_before_training(loose, tmp_path, caplog, monkeypatch):

@@ -127,14 +127,20 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tiny_synthetic, tmp_pat
     ref = pd.read_csv(reference / "predictions.csv").sort_values(key).reset_index(drop=True)
     got = pd.read_csv(interrupted / "predictions.csv").sort_values(key).reset_index(drop=True)
     assert len(ref) == len(got) > 0
-    pd.testing.assert_frame_equal(got.drop(columns=["p_hem", "p_all"]), ref.drop(columns=["p_hem", "p_all"]))
-    np.testing.assert_allclose(got[["p_hem", "p_all"]].to_numpy(), ref[["p_hem", "p_all"]].to_numpy(), atol=1e-5, rtol=0)
+    floats = [c for c in ("p_hem", "p_all", "cal_p_hem", "cal_p_all") if c in ref.columns]
+    pd.testing.assert_frame_equal(got.drop(columns=floats + ["ood_score"]), ref.drop(columns=floats + ["ood_score"]))
+    np.testing.assert_allclose(got[floats].to_numpy(), ref[floats].to_numpy(), atol=1e-5, rtol=0)
+    # a Mahalanobis distance: feature round-off (thread counts may differ) amplified by the precision matrix
+    np.testing.assert_allclose(got["ood_score"].to_numpy(), ref["ood_score"].to_numpy(), rtol=5e-3, atol=1e-3)
 
     ref_m = _numbers(json.loads((reference / "metrics.json").read_text()))
     got_m = _numbers(json.loads((interrupted / "metrics.json").read_text()))
     assert ref_m.keys() == got_m.keys()
     for k, v in ref_m.items():
-        if isinstance(v, float):
+        if isinstance(v, float) and ("/trust/" in k or "temperature" in k or "ood_" in k):
+            # fitted on the 1e-5 differences above (a temperature, a distance threshold): looser
+            assert got_m[k] == pytest.approx(v, rel=1e-2, abs=1e-3, nan_ok=True), k
+        elif isinstance(v, float):
             assert got_m[k] == pytest.approx(v, abs=1e-5, nan_ok=True), k
         else:
             assert got_m[k] == v, k

@@ -104,9 +104,14 @@ def run_int8(bundle: Path, paths: list[Path], n_cells: int) -> CaseResult:
 
         import logging
 
-        logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint on the root logger
-        quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], per_channel=True)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint on the root logger
+        try:
+            quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], per_channel=True)
+        finally:
+            root.setLevel(level)
         sessions = {}
         for key, path in (("fp32", fp32), ("int8", int8)):
             options = ort.SessionOptions()

@@ -145,13 +145,14 @@ def _check_outputs(out: Path, inputs: list[Path], others: list[Path], overwrite:
               help="Subject decision threshold on the fraction of leukemic cells (default: the bundle's, chosen on "
                    "training subjects, else 0.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N (torch backend).")
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one PNG per cell (the cell beside its SmoothGrad heat map in the image domain) into this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist (never an input file).")
 @threads_option
 def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, subject: str | None,
                 subjects_csv: Path | None, review_below: float, alpha: float | None, threshold: float | None,
-                batch_size: int, heatmaps: Path | None, overwrite: bool, threads: int) -> None:
+                batch_size: int, device: str, heatmaps: Path | None, overwrite: bool, threads: int) -> None:
     """Predict INPUTS (files, folders, globs) with BUNDLE: per cell, per subject, and the files that failed.
 
     Exit status 0 when at least one cell was predicted (failed files are listed on stderr and in
@@ -177,7 +178,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     try:
         mapping = read_subjects_csv(subjects_csv) if subjects_csv is not None else None
         subject_ids = resolve_subjects(files, subject, mapping)
-        predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar, alpha=alpha)
+        predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar, alpha=alpha, device=device)
     except (BundleError, ValueError) as e:
         _fail(str(e))
     _check_outputs(out, files, [subjects_csv] if subjects_csv is not None else [], overwrite)  # before any work
@@ -210,7 +211,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         "bundle": {"path": str(bundle), "recipe": spec.get("recipe"), "arm": spec["arm"], "model": spec["model"]["id"],
                    "class_names": spec["class_names"], "positive": positive, "theta": predictor.theta, "fold_thetas": predictor.thetas,
                    "folds": len(spec["folds"]), "evaluation": spec.get("evaluation"), "model_card": spec.get("model_card")},
-        "settings": {"backend": backend, "threads": threads, "review_below": review_below if predictor.alpha is None else None,
+        "settings": {"backend": backend, "threads": threads, "device": str(predictor.device), "review_below": review_below if predictor.alpha is None else None,
                      "alpha": predictor.alpha, "threshold": threshold, "batch_size": batch_size},
         "trust": {"calibrated": predictor.calibrated, "temperatures": predictor.temperatures, "theta_on": predictor.theta_on,
                   "conformal": predictor.alpha is not None,

@@ -87,9 +87,10 @@ def _load_index(data_dir: Path | None, config, layout: str, subjects_csv, skip_i
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of tables.")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel training processes on this machine (torch DDP, gloo). Under torchrun the launcher's processes are used.")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (train.device; default auto: a GPU when PyTorch sees one).")
 @threads_option
 def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, subjects_csv, skip_invalid, as_json, devices,
-           threads) -> None:
+           device, threads) -> None:
     """Subject-level cross-validation of RECIPE: one model per fold, majority vote on held-out data."""
     from blastscope.config import ConfigError, resolve_config
     from blastscope.data.index import IndexError_
@@ -102,10 +103,15 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
         overrides.insert(0, "data.synthetic=null")  # the run's config.yaml must not claim built-in data
     if grouping == "image":
         overrides += ["data.grouping=image", "data.fold_mode=image"]
+    if device is not None:
+        overrides.append(f"train.device={device}")
     try:
         config = resolve_config(recipe, profile, overrides)
+        from blastscope.engine.device import resolve_device
+
+        resolve_device(config.train.device)  # a device this machine lacks is refused before any work
         index, data_dir, skipped = _load_index(data_dir, config, layout, subjects_csv, skip_invalid)
-    except (ConfigError, IndexError_) as e:
+    except (ConfigError, IndexError_, ValueError) as e:
         _fail(str(e))
     out = out or Path("runs") / (config.recipe + (f"-{profile}" if profile else ""))
     t0 = time.perf_counter()

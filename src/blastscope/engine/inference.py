@@ -40,12 +40,16 @@ def _predict(model: nn.Module, images: np.ndarray, batch_size: int, spectral: bo
     averager = SpectralAverage(spectral_mode(model))
     logps, feats = [], []
     with progress(total=len(images), desc=desc, leave=False) as bar:
+        from blastscope.engine.device import model_device
+
+        device = model_device(model)  # the model's device (a CPU, or the GPU it was trained on)
         for start in range(0, len(images), batch_size):
-            x = input_fn(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])))
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+            x = input_fn(batch.to(device, non_blocking=True) if device.type != "cpu" else batch)
             maps = model.forward_features(x)
-            logps.append(torch.log_softmax(model.forward_head(maps), dim=1).numpy())
+            logps.append(torch.log_softmax(model.forward_head(maps).float(), dim=1).cpu().numpy())
             if spectral:  # models whose features are already a vector (e.g. a fusion layer's) give that vector
-                feats.append((averager(maps) if maps.dim() == 4 else maps).reshape(len(x), -1).numpy())
+                feats.append((averager(maps) if maps.dim() == 4 else maps).reshape(len(x), -1).float().cpu().numpy())
             bar.update(len(x))
     model.train(was_training)
     k = getattr(model, "num_classes", None)

@@ -19,6 +19,8 @@ Denormal floats are flushed to zero during ``fit`` (see :func:`blastscope.engine
 """
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import math
 import time
@@ -86,22 +88,28 @@ def _scheduler_state(scheduler) -> dict | None:
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-               loss_scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               loss_scale: float | None = None, amp=None, scaler=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on a batch; returns (detached loss, detached logits B x K).
 
     ``loss_scale=None``: mean cross-entropy over the batch. Otherwise the summed cross-entropy
     times ``loss_scale`` (data-parallel: ``world_size / global_batch``, so that DDP's gradient
     average is the gradient of the global-batch mean).
     """
-    logits = model(x)
-    if loss_scale is None:
-        loss = F.cross_entropy(logits, y)
-    else:
-        loss = F.cross_entropy(logits, y, reduction="sum") * loss_scale
+    with amp if amp is not None else contextlib.nullcontext():  # mixed precision (engine.device.autocast)
+        logits = model(x)
+        if loss_scale is None:
+            loss = F.cross_entropy(logits.float(), y)
+        else:
+            loss = F.cross_entropy(logits.float(), y, reduction="sum") * loss_scale
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach(), logits.detach()
+    if scaler is not None:  # fp16 on CUDA: scaled backward, unscaled step
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach(), logits.detach().float()
 
 
 def _validate(model: nn.Module, images: np.ndarray, batch_size: int, input_fn) -> np.ndarray:
@@ -162,7 +170,19 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
         load_weights(model, workdir / "best.safetensors")
         return FitResult(meta["best_epoch"], meta["best_val_accuracy"], meta["history"], meta["seconds"])
     seed_everything(cfg.seed)
-    model = model.to(memory_format=torch.channels_last)
+    from blastscope.engine.device import amp_dtype, autocast, grad_scaler, resolve_device
+
+    device = resolve_device(cfg.device)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # autotuned convolutions for the fixed cell size
+    dtype = amp_dtype(device, cfg.amp)
+    scaler = grad_scaler(device, dtype)
+    model = model.to(device=device, memory_format=torch.channels_last)
+    if hasattr(input_fn, "to") and device.type != "cpu":
+        input_fn.to(device)  # a fitted model input (a module) follows the model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg)
     scheduler = build_scheduler(optimizer, cfg)
@@ -189,7 +209,7 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
             dataset.positions, global_sizes = ddp.shard_positions(len(dataset.order), cfg.batch_size, ddp.rank(), world)
             batch_size = cfg.batch_size // world
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=cfg.num_workers,
-                            drop_last=not distributed and len(dataset) > cfg.batch_size)
+                            drop_last=not distributed and len(dataset) > cfg.batch_size, pin_memory=device.type == "cuda")
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         n_batches = len(loader) if cfg.max_train_batches is None else min(len(loader), cfg.max_train_batches)
@@ -198,9 +218,10 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
                 if b >= n_batches:
                     break
                 scale = None if global_sizes is None else world / global_sizes[b]
-                loss, logits = train_step(train_model, input_fn(x), y, optimizer, scale)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss, logits = train_step(train_model, input_fn(x), y, optimizer, scale, autocast(device, dtype), scaler)
                 loss_sum += loss.item() * len(y) if scale is None else loss.item() / scale
-                correct += int((logits.argmax(1) == y).sum())
+                correct += int((logits.argmax(1) == y).sum().item())
                 seen += len(y)
                 bar.update(1)
                 bar.set_postfix_str(f"loss {loss_sum / seen:.3f}")

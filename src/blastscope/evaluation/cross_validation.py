@@ -179,7 +179,7 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
         if digests is not None:
             _check_content(run_dir, plan, digests)
         existing = config_to_dict(read_config(config_path))
-        if existing != config_to_dict(plan.config):
+        if _identity(existing) != _identity(config_to_dict(plan.config)):
             raise RunFolderError(f"{run_dir} holds a run with a different configuration; use a new --out folder")
         if not _same_folds(folds_path, plan):
             raise RunFolderError(f"{run_dir} was run on other data or other folds; use a new --out folder")
@@ -202,6 +202,13 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
     })
     atomic_write_csv(run_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]))
     save_config(plan.config, config_path)
+
+
+def _identity(config: dict) -> dict:
+    """The configuration a resumed run must match: everything but ``train.device`` (a run may
+    continue on another machine; mixed precision, ``train.amp``, does count)."""
+    out = {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "device"}}
+    return out
 
 
 def _same_folds(folds_path: Path, plan: CVPlan) -> bool:

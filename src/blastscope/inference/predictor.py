@@ -86,11 +86,14 @@ class Predictor:
         batch_size: images per forward pass, >= 1; files are decoded in chunks of 8 batches.
         theta: override the bundle's confidence probability for auxiliary arms, in [0, 1].
         alpha: the conformal error rate per class, in (0, 0.5); default the bundle's.
+        device: "cpu" (default), "auto", "cuda" or "cuda:N" for the torch backend (the bundle's
+            weights are CPU float32 whatever device trained them).
         progress: progress factory (the CLI passes a tqdm one).
     """
 
     def __init__(self, bundle: Bundle | Path | str, backend: str = "torch", batch_size: int = 32,
-                 theta: float | None = None, progress: ProgressFactory = no_progress, alpha: float | None = None) -> None:
+                 theta: float | None = None, progress: ProgressFactory = no_progress, alpha: float | None = None,
+                 device: str = "cpu") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got backend={backend!r}")
         if int(batch_size) < 1:
@@ -105,6 +108,12 @@ class Predictor:
         self.progress = progress
         self.preprocess = self.bundle.preprocess
         self._models = self.bundle.torch_models() if backend == "torch" else self.bundle.onnx_models()
+        from blastscope.engine.device import resolve_device
+
+        self.device = resolve_device(device)
+        if backend == "torch" and self.device.type != "cpu":
+            for model, _ in self._models:
+                model.to(self.device)
         trust = self.bundle.trust
         self.temperatures = self.bundle.temperatures
         self.theta_on = trust.get("theta_on", "raw")

@@ -1,0 +1,83 @@
+"""Devices on a machine without a GPU: resolution, clear errors, the autocast path, and CUDA tests
+marked ``gpu`` (they run where a GPU is, e.g. scripts/gpu-check.sh)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from blastscope.engine.device import DeviceError, amp_dtype, grad_scaler, model_device, resolve_device
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_resolution_and_errors():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == (torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CPU-only build|no usable GPU"):
+            resolve_device("cuda")
+    with pytest.raises(DeviceError, match="auto, cpu, cuda"):
+        resolve_device("tpu")
+    assert amp_dtype(torch.device("cpu"), "auto") is None and amp_dtype(torch.device("cpu"), "off") is None
+    assert amp_dtype(torch.device("cpu"), "bf16") is torch.bfloat16
+    with pytest.raises(DeviceError, match="fp16 needs a CUDA"):
+        amp_dtype(torch.device("cpu"), "fp16")
+    assert grad_scaler(torch.device("cpu"), torch.bfloat16) is None
+
+
+def test_config_and_cli_refuse_a_device_that_is_not_there(tiny_synthetic, tmp_path):
+    from click.testing import CliRunner
+
+    from blastscope.cli import main
+    from blastscope.config import ConfigError, resolve_config
+
+    with pytest.raises(ConfigError, match="train.device"):
+        resolve_config("sd_net", "quick", ["train.device=gpu0"])
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = CliRunner().invoke(main, ["cv", "sd_net", "--profile", "quick", "--data", str(tiny_synthetic), "--out", str(tmp_path / "r"),
+                                  "--device", "cuda"])
+    assert r.exit_code == 2 and "device 'cuda' was asked for" in r.output and not (tmp_path / "r").exists()
+
+
+def _tiny_fit(tmp_path, amp: str, device: str = "cpu"):
+    from blastscope.config import TrainConfig
+    from blastscope.engine.trainer import fit
+    from blastscope.models import create_model
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (48, 64, 64, 3), dtype=np.uint8)
+    x[::2, :32] //= 2  # class 1: a darker top half
+    y = (np.arange(48) % 2 == 0).astype(np.int64)
+    torch.manual_seed(0)
+    model = create_model("sd_net", num_classes=2)
+    cfg = TrainConfig(epochs=2, batch_size=16, device=device, amp=amp)
+    fit(model, x[:32], y[:32], x[32:], y[32:], cfg, tmp_path / amp)
+    return model, x
+
+
+def test_cpu_bf16_autocast_trains_and_agrees_with_float32(tmp_path):
+    from blastscope.engine.inference import predict_arrays
+
+    m32, x = _tiny_fit(tmp_path, "off")
+    m16, _ = _tiny_fit(tmp_path, "bf16")
+    p32 = predict_arrays(m32, x)[0]
+    p16 = predict_arrays(m16, x)[0]
+    assert np.isfinite(p16).all() and model_device(m16).type == "cpu"
+    assert (p32.argmax(1) == p16.argmax(1)).mean() >= 0.8  # bf16 training changes numbers, not the model
+
+
+@gpu
+def test_cuda_training_and_cpu_prediction_of_the_same_weights(tmp_path):
+    from blastscope.engine.checkpoint import load_weights
+    from blastscope.engine.inference import predict_arrays
+    from blastscope.models import create_model
+
+    model, x = _tiny_fit(tmp_path, "auto", device="cuda")
+    assert model_device(model).type == "cuda"
+    on_gpu = predict_arrays(model, x)[0]
+    cpu = create_model("sd_net", num_classes=2)
+    load_weights(cpu, tmp_path / "auto" / "best.safetensors")
+    on_cpu = predict_arrays(cpu.eval(), x)[0]
+    assert (on_gpu.argmax(1) == on_cpu.argmax(1)).mean() >= 0.95
