@@ -219,3 +219,24 @@ def test_heat_map_on_click(lab):
 
     image = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape[1] == 2 * image.shape[0]  # the cell beside its map
+
+
+def test_form_review_progress_and_logout_pages(lab):
+    client, _ = lab
+    h = token(client)
+    case_id, case = _case_with_cells(client, h, sample_files()[:2])
+    client.post("/login", data={"name": "bob", "password": PASSWORDS["bob"]})
+    page = client.get(f"/cases/{case_id}").text
+    csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    progress = client.get(f"/cases/{case_id}/progress").json()
+    assert progress["done"] and progress["predicted"] == 2 and progress["job"]["state"] == "done"
+    cell = case["cells"][1]["id"]
+    r = client.post(f"/cells/{cell}/review", data={"label": "all", "expected": "", "csrf": csrf},
+                    headers={"referer": f"/cases/{case_id}?show=flagged"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/cases/{case_id}?show=flagged"
+    after = client.get(f"/api/cases/{case_id}", headers=h).json()["cells"][1]
+    assert after["decision"]["user"] == "bob" and after["final_label"] == "all"
+    stale = client.post(f"/cells/{cell}/review", data={"label": "hem", "expected": "", "csrf": csrf}, headers={"accept": "application/json"})
+    assert stale.status_code == 409 and "bob" in stale.json()["error"]
+    assert client.post("/logout", data={"csrf": csrf}, follow_redirects=False).headers["location"] == "/login"
+    assert client.get(f"/cases/{case_id}/progress").status_code == 401  # the session is over
