@@ -31,6 +31,21 @@ def test_quick_profile_is_small_and_consistent():
     assert config.data.resize <= 160 and list(arm.kwargs["input_size"]) == [config.data.resize] * 2
 
 
+def test_cpu_profile_is_the_measured_one_and_consistent(tiny_cnmc3_index, tmp_path):
+    """The cpu profile (measured on the smear set: README/recipe comment) keeps the paper's model and
+    augmentation, balances the classes, and its arm's input size is the cells' size; it runs."""
+    from dataclasses import replace
+
+    config = resolve_config("leukemianet", "cpu")
+    (arm,) = config.arms
+    assert (config.data.resize, config.train.epochs, config.train.batch_size, config.train.optimizer.lr) == (96, 30, 32, 0.005)
+    assert config.data.balance == "oversample" and config.data.augment == "leukemianet_pca"
+    assert list(arm.kwargs["input_size"]) == [96, 96] and arm.model == "leukemianet"
+    short = replace(config, train=replace(config.train, epochs=1))
+    cv.run_cv(short, tiny_cnmc3_index, tmp_path / "run", folds=[0])
+    assert (tmp_path / "run" / "arms" / "leukemianet" / "fold_1" / "fold.json").exists()
+
+
 def test_quick_profile_runs_on_three_class_synthetic_data(tiny_cnmc3_index, tiny_overrides, tmp_path, monkeypatch, run_quick):
     """Invariant: the PCA colour augmentation of fold k is fitted on fold k's training images only."""
     fitted: list[int] = []
