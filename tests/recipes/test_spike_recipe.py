@@ -121,3 +121,19 @@ def test_folder_dataset_without_subject_ids_needs_explicit_image_grouping(tmp_pa
                           "--set", "data.positive=b", "--out", str(tmp_path / "run")])
     assert code == 2 and "--grouping image" in text
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_cpu_profile_is_the_measured_one_and_runs(tmp_path: Path) -> None:
+    """The cpu profile (measured on the smear set: recipe comment, README) keeps the paper's model,
+    input and optimiser kind, trains on every batch, and runs end to end."""
+    c = resolve_config("spike_resnet", "cpu")
+    (arm,) = c.arms
+    assert (c.train.epochs, c.train.batch_size, c.train.optimizer.name, c.train.optimizer.lr) == (25, 32, "adam", 0.003)
+    assert c.train.max_train_batches is None and (arm.model, arm.input) == ("spike_resnet", "spike")
+    assert arm.input_kwargs == {"size": 100, "n_components": 64}
+    data = tmp_path / "synthetic"
+    write_synthetic_cnmc(data, SynthConfig(train_subjects=3, validation_subjects=1, test_subjects=1,
+                                           cells_per_subject=(3, 4), folds=3, size=200, seed=1))
+    run_cv(resolve_config("spike_resnet", "cpu", FAST), read_dataset(data), tmp_path / "run", folds=[0],
+           cache_dir=tmp_path / "cache")
+    assert (tmp_path / "run" / "arms" / "spike_resnet" / "fold_1" / "fold.json").exists()
