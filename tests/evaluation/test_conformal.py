@@ -76,3 +76,8 @@ def test_flags_and_report():
     assert r["coverage"]["all"]["coverage"] == 1.0
     assert r["review_rate"] == pytest.approx(0.4) and r["ambiguous"] == 1 and r["empty"] == 1
     assert r["not_flagged"] == 3 and r["error_not_flagged"] == pytest.approx(1 / 3)  # the last cell: {all} but hem
+    pred = np.array([0, 0, 0, 1, 0])  # the model answered hem for the last cell, its set says all
+    assert set_flags(sets, pred).tolist() == ["", "ambiguous", "empty", "", "disagrees"]
+    r = coverage_report(sets, y, ["hem", "all"], pred)
+    assert r["disagrees"] == 1 and r["not_flagged"] == 2 and r["error_not_flagged"] == 0.0
+    assert r["review_rate"] == pytest.approx(0.6)

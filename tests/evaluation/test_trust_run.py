@@ -127,7 +127,7 @@ def test_bundle_and_predict_carry_the_trust(trust_run, tmp_path):
     held = pd.read_csv(trust_run / "folds.csv", keep_default_na=False)
     files = held.loc[held["split"] == "test", "path"].tolist() or held["path"].tolist()[:6]
     result = predictor.predict_files(files).cells
-    images = np.stack([predictor._load(Path(f)) for f in files])
+    images = np.stack([predictor.load(Path(f)) for f in files])
     r = predictor.predict_images(images)
     cal = np.stack([apply_temperature(r.fold_cnn_proba[i], t) if t else r.fold_cnn_proba[i]
                     for i, t in enumerate(trust["temperatures"])])

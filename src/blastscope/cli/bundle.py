@@ -80,7 +80,7 @@ def _write_heatmaps(folder: Path, predictor, cells) -> list[Path]:
     written = []
     for start in range(0, len(ok), 16):
         part = ok.iloc[start:start + 16]
-        images = np.stack([predictor._load(Path(f)) for f in part["file"]])
+        images = np.stack([predictor.load(Path(f)) for f in part["file"]])
         maps = pixel_heatmaps(models, images, np.array([names.index(p) for p in part["pred"]]))
         stems = [f"{start + i:05d}_{Path(f).stem}" for i, f in enumerate(part["file"])]
         written += write_overlays(folder, stems, images, maps)
@@ -95,7 +95,7 @@ def _stain_checks(predictor, cells) -> dict[str, dict]:
         return {}
     out = {}
     for subject, g in ok.groupby("subject_id"):
-        images = [predictor._load(Path(f)) for f in g["file"].head(32)]
+        images = [predictor.load(Path(f)) for f in g["file"].head(32)]
         out[str(subject)] = stain.check(images)
     return out
 
@@ -215,7 +215,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
                      "alpha": predictor.alpha, "threshold": threshold, "batch_size": batch_size},
         "trust": {"calibrated": predictor.calibrated, "temperatures": predictor.temperatures, "theta_on": predictor.theta_on,
                   "conformal": predictor.alpha is not None,
-                  "review_rule": (f"prediction set not a single class at alpha {predictor.alpha:g}, or out of domain"
+                  "review_rule": (f"prediction set not exactly the voted class at alpha {predictor.alpha:g}, or out of domain"
                                   if predictor.alpha is not None else
                                   f"confidence below {review_below:g}, or out of domain (no conformal calibration in this bundle)"),
                   "patient_rule": f"fraction of {positive} cells among cells not flagged, Wilson 95% CI against {threshold:g}; "

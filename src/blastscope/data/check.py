@@ -27,12 +27,13 @@ from blastscope.data.decode import ImageReadError, read_image
 from blastscope.data.index import IMAGE_GROUP_PREFIX, IndexError_
 from blastscope.data.readers import detect_layout, read_dataset, symlink_loops
 
-__all__ = ["HELD_OUT", "check_dataset", "duplicate_problems", "index_problems", "resolve_grouping"]
+__all__ = ["HELD_OUT", "CALIB", "check_dataset", "duplicate_problems", "index_problems", "resolve_grouping"]
 
 logger = logging.getLogger(__name__)
 
 CNMC_CLASSES = ("all", "hem")
 HELD_OUT = ("validation", "test")
+CALIB = "calib"  # the split of the conformal calibration cells (trust.calibration): held out, never scored
 
 
 def duplicate_problems(paths: list[str], subject_ids: list[str], labels: list[str], digests: list[str],
@@ -88,7 +89,7 @@ def index_problems(index: pd.DataFrame, grouping: str, digests: list[str] | None
         two_labels = with_subject.groupby("subject_id")["label"].nunique()
         for subject in two_labels[two_labels > 1].index:
             problems.append({"file": where, "severity": "error", "problem": f"subject {subject} has cells with two labels"})
-        held = with_subject["split"].isin(HELD_OUT + ("calib",))  # calibration cells (trust.calibration) are held out too
+        held = with_subject["split"].isin(HELD_OUT + (CALIB,))  # calibration cells are held out too
         overlap = sorted(set(with_subject.loc[~held, "subject_id"]) & set(with_subject.loc[held, "subject_id"]))
         if overlap:
             problems.append({"file": where, "severity": "error",

@@ -18,16 +18,24 @@ from typing import Any
 from blastscope.config import ArmConfig, RunConfig
 from blastscope.run_layout import fold_dir
 
-__all__ = ["model_spec", "build_model", "load_fold_model", "check_input_sizes"]
+__all__ = ["network_arm", "model_spec", "build_model", "load_fold_model", "check_input_sizes"]
 
 logger = logging.getLogger(__name__)
 
 
+def network_arm(config: RunConfig, name: str) -> ArmConfig:
+    """The arm whose network ``name`` predicts with: itself, or for an auxiliary arm (or a chain of
+    them) its source's CNN."""
+    arms = {a.name: a for a in config.arms}
+    arm = arms[name]
+    while arm.model is None:
+        arm = arms[arm.source]
+    return arm
+
+
 def model_spec(config: RunConfig, arm: ArmConfig) -> dict:
     """``{"arm", "id", "kwargs"[, "fuse": {"first": spec, "second": spec}]}`` of the arm's CNN."""
-    arms = {a.name: a for a in config.arms}
-    while arm.model is None:  # an auxiliary arm (or a chain of them) reuses its source's CNN
-        arm = arms[arm.source]
+    arm = network_arm(config, arm.name)
     spec: dict[str, Any] = {"arm": arm.name, "id": arm.model, "kwargs": dict(arm.kwargs)}
     if arm.fuse:
         spec["fuse"] = {role: _sub_spec(config, arm, name) for role, name in zip(("first", "second"), arm.fuse)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SVMArrays", "check_svm_arrays"]
+__all__ = ["SVMArrays", "check_svm_arrays", "class_scores", "platt_proba"]
 
 REQUIRED = {"support_vectors", "dual_coef", "intercept", "n_support", "classes", "gamma", "C"}
 
@@ -51,6 +51,23 @@ def _ovo_votes(dec: np.ndarray, k: int) -> np.ndarray:
             votes[:, j] += ~wins_i
             p += 1
     return votes
+
+
+def class_scores(dec: np.ndarray, k: int) -> np.ndarray:
+    """Per-class scores (n_samples, k) whose argmax is the label, from the decision values: (0, f) for
+    two classes, else the one-vs-one vote counts minus ``1e-3 * class index`` (ties -> lower index)."""
+    if k == 2:
+        return np.stack([np.zeros_like(dec), dec], axis=1)
+    return _ovo_votes(dec, k) - 1e-3 * np.arange(k)[None, :]
+
+
+def platt_proba(scores: np.ndarray, slope: float) -> np.ndarray:
+    """``softmax(slope * scores)`` per row: the slope-only Platt probability (for two classes the
+    sigmoid of ``slope * f``); its argmax is the argmax of ``scores``."""
+    z = slope * scores
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def check_svm_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float | None]:
@@ -103,20 +120,10 @@ class SVMArrays:
         dec = _rbf_ovo_decision(self._check_X(X), self.arrays_)
         return self.classes_[np.argmax(_ovo_votes(dec, len(self.classes_)), axis=1)]
 
-    def _class_scores(self, X: np.ndarray) -> np.ndarray:
-        dec = self.decision_function(X)
-        k = len(self.classes_)
-        if k == 2:
-            return np.stack([np.zeros_like(dec), dec], axis=1)
-        return _ovo_votes(dec, k) - 1e-3 * np.arange(k)[None, :]
-
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if self.platt_a_ is None:
             raise ValueError("this SVM has no probability: it was stored without its Platt scaling")
-        z = self.platt_a_ * self._class_scores(X)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return platt_proba(class_scores(self.decision_function(X), len(self.classes_)), self.platt_a_)
 
     def predict_and_proba(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         proba = self.predict_proba(X)

@@ -35,13 +35,13 @@ import numbers
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_softmax, softmax
+from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
-from blastscope.estimators.svm_arrays import _ovo_votes, _rbf_ovo_decision, check_svm_arrays
+from blastscope.estimators.svm_arrays import _ovo_votes, _rbf_ovo_decision, check_svm_arrays, class_scores, platt_proba
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +157,7 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
     def _class_scores(self, X: np.ndarray) -> np.ndarray:
         """Per-class scores (n_samples, k) whose argmax equals ``predict``: (0, f) for two classes,
         else the one-vs-one vote counts minus ``1e-3 * class index`` (ties -> lower index)."""
-        dec = self.decision_function(X)
-        k = len(self.classes_)
-        if k == 2:
-            return np.stack([np.zeros_like(dec), dec], axis=1)
-        return _ovo_votes(dec, k) - 1e-3 * np.arange(k)[None, :]
+        return class_scores(self.decision_function(X), len(self.classes_))
 
     def calibrate(self, X: np.ndarray, y: np.ndarray) -> SpectralSVM:
         """Fit the Platt scaling (module docstring) on cells the SVM was not trained on.
@@ -190,11 +186,7 @@ class SpectralSVM(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "arrays_")
         if getattr(self, "platt_a_", None) is None:
             raise ValueError("this SVM has no probability: calibrate() it on cells it was not trained on first")
-        scores = self._class_scores(X)
-        if scores.shape[1] == 2:
-            p1 = expit(self.platt_a_ * scores[:, 1])
-            return np.stack([1.0 - p1, p1], axis=1)
-        return softmax(self.platt_a_ * scores, axis=1)
+        return platt_proba(self._class_scores(X), self.platt_a_)
 
     def predict_and_proba(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(predict(X), predict_proba(X))`` from one kernel evaluation: the labels are the argmax of

@@ -60,7 +60,7 @@ import pandas as pd
 
 from blastscope.engine.atomic import atomic_write_csv, atomic_write_json, read_safe_csv
 from blastscope.estimators.theta_rule import contribution_counts, theta_sweep
-from blastscope.evaluation.ensemble import majority_vote
+from blastscope.evaluation.ensemble import majority_vote, vote_frame
 from blastscope.evaluation.metrics import classification_report_table
 from blastscope.evaluation.operating_point import (
     apply_threshold,
@@ -200,27 +200,6 @@ def _scored_sets(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~frame["set"].isin((SELECT, CALIB))]
 
 
-def _vote(frame: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
-    """Majority vote over fold models per cell (eq. 11); ties broken by mean probability."""
-    folds = sorted(frame["fold"].unique())
-    wide = {f: g.set_index("path").sort_index() for f, g in frame.groupby("fold")}
-    first = wide[folds[0]]
-    preds = np.stack([wide[f].loc[first.index, "pred"].to_numpy(int) for f in folds])
-    probs = np.stack([wide[f].loc[first.index, [f"p_{c}" for c in class_names]].to_numpy(float) for f in folds])
-    labels, agreement = majority_vote(preds, probs)
-    out = first[["set", "subject_id", "label", "y"]].reset_index()
-    out["pred"] = labels
-    mean = probs.mean(0)
-    for i, c in enumerate(class_names):
-        out[f"p_{c}"] = mean[:, i]
-    if f"cal_p_{class_names[0]}" in first.columns:  # the mean calibrated probability, as ``predict`` shows it
-        cal = np.stack([wide[f].loc[first.index, [f"cal_p_{c}" for c in class_names]].to_numpy(float) for f in folds]).mean(0)
-        for i, c in enumerate(class_names):
-            out[f"cal_p_{c}"] = cal[:, i]
-    out["agreement"] = agreement
-    return out
-
-
 def _collapsed(a: pd.DataFrame) -> list[int]:
     """Fold models (0-based) that predicted one class for every scored cell although the cells hold
     several classes: a model collapsed to one class (e.g. too few epochs, a learning rate too high)."""
@@ -281,7 +260,7 @@ def aggregate_run(run_dir: Path, require_complete: bool = True, sensitivity_targ
         entry["per_subject"]["oof"] = _per_subject(val)
         voted_sets = {}
         for s, gs in a[a["set"] != "oof"].groupby("set"):  # held-out sets (select rows are not in ``a``)
-            voted = _vote(gs, classes)
+            voted = vote_frame(gs, classes)
             voted.insert(0, "arm", arm)
             votes.append(voted)
             voted_sets[s] = voted

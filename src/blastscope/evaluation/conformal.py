@@ -17,8 +17,9 @@ appearance (conditional coverage), for subjects unlike the calibration ones (ano
 scanner: the out-of-domain check is there for that), or for cells of a class with too few
 calibration cells (its threshold is infinite, which keeps the guarantee by never excluding it).
 
-A cell is flagged for review when its set is not a single class: two or more classes (the model
-cannot tell them apart at this error rate), or none ("unlike anything trained on").
+A cell is flagged for review when its set is not exactly its (voted) class: two or more classes
+(the model cannot tell them apart at this error rate), none ("unlike anything trained on"), or
+one class that is not the one the model answered.
 
 Why a short implementation rather than crepes or MAPIE: the predictor is the ten lines below; the
 toolkit needs its scores stored in a bundle and its thresholds recomputed for any ``alpha`` at
@@ -67,15 +68,21 @@ def prediction_sets(proba: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return (1.0 - proba) <= np.asarray(thresholds)[None, :] + 1e-12
 
 
-def set_flags(sets: np.ndarray) -> np.ndarray:
-    """Per cell: "" (a single class, no review), "ambiguous" (two or more classes) or "empty"."""
+def set_flags(sets: np.ndarray, pred: np.ndarray | None = None) -> np.ndarray:
+    """Per cell: "" (no review: the set is one class, ``pred`` where given), "ambiguous" (two or
+    more classes), "empty", or "disagrees" (one class, not ``pred``)."""
     size = sets.sum(axis=1)
-    return np.where(size == 1, "", np.where(size == 0, "empty", "ambiguous"))
+    flags = np.where(size == 1, "", np.where(size == 0, "empty", "ambiguous")).astype(object)
+    if pred is not None:
+        single = size == 1
+        flags[single & (sets.argmax(axis=1) != np.asarray(pred))] = "disagrees"
+    return flags.astype(str)
 
 
-def coverage_report(sets: np.ndarray, y: np.ndarray, class_names: list[str]) -> dict:
-    """Empirical coverage per class with its Wilson 95% CI, the review rate (sets that are not a
-    single class), and the error rate of the cells NOT flagged (their one class against the label)."""
+def coverage_report(sets: np.ndarray, y: np.ndarray, class_names: list[str], pred: np.ndarray | None = None) -> dict:
+    """Empirical coverage per class with its Wilson 95% CI, the review rate (cells flagged by
+    :func:`set_flags`, with the model's labels ``pred`` where given), and the error rate of the
+    cells NOT flagged (their one class against the label)."""
     y = np.asarray(y).astype(np.int64)
     covered = sets[np.arange(len(y)), y] if len(y) else np.zeros(0, bool)
     per_class = {}
@@ -84,11 +91,12 @@ def coverage_report(sets: np.ndarray, y: np.ndarray, class_names: list[str]) -> 
         k, n = int(covered[m].sum()), int(m.sum())
         low, high = wilson_interval(k, n) if n else (float("nan"), float("nan"))
         per_class[name] = {"cells": n, "covered": k, "coverage": k / n if n else float("nan"), "ci": [low, high]}
-    flags = set_flags(sets)
+    flags = set_flags(sets, pred)
     kept = flags == ""
     errors = int((sets[kept].argmax(axis=1) != y[kept]).sum())
     low, high = wilson_interval(errors, int(kept.sum())) if kept.any() else (float("nan"), float("nan"))
     return {"cells": int(len(y)), "coverage": per_class, "review_rate": float((~kept).mean()) if len(y) else float("nan"),
             "ambiguous": int((flags == "ambiguous").sum()), "empty": int((flags == "empty").sum()),
+            "disagrees": int((flags == "disagrees").sum()),
             "not_flagged": int(kept.sum()), "error_not_flagged": errors / int(kept.sum()) if kept.any() else float("nan"),
             "error_not_flagged_ci": [low, high]}

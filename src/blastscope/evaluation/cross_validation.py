@@ -38,12 +38,12 @@ from torch import nn
 
 from blastscope.config import ArmConfig, RunConfig, arm_training, config_to_dict, read_config, save_config
 from blastscope.data.cache import ImageCache
-from blastscope.data.check import HELD_OUT, index_problems
+from blastscope.data.check import CALIB, HELD_OUT, index_problems
 from blastscope.data.decode import UnreadableImagesError
 from blastscope.data.index import validate_index, write_index_csv
 from blastscope.data.preprocess import Preprocess
 from blastscope.engine import distributed as ddp
-from blastscope.engine.arm_models import check_input_sizes, load_fold_model
+from blastscope.engine.arm_models import check_input_sizes, load_fold_model, network_arm
 from blastscope.engine.atomic import atomic_write_csv, atomic_write_json, read_safe_csv
 from blastscope.engine.inference import predict_arrays
 from blastscope.engine.inputs import ModelInput, build_input
@@ -58,7 +58,6 @@ from blastscope.run_layout import fold_dir
 __all__ = ["CVPlan", "FoldRows", "fold_rows", "plan_cv", "run_cv", "build_arm_model", "RunFolderError"]
 
 logger = logging.getLogger(__name__)
-CALIB = "calib"  # cells that calibrate the conformal referral (``trust.calibration``): predicted, never scored
 
 
 class RunFolderError(ValueError):
@@ -625,10 +624,7 @@ def _source_trust(run_dir: Path, plan: CVPlan, source: str, k: int) -> FoldTrust
 
     from blastscope.estimators.ood import MahalanobisOOD
 
-    arms = {a.name: a for a in plan.config.arms}
-    while arms[source].model is None:
-        source = arms[source].source
-    src = fold_dir(run_dir, source, k)
+    src = fold_dir(run_dir, network_arm(plan.config, source).name, k)
     info = json.loads((src / "fold.json").read_text())
     ood = MahalanobisOOD.from_arrays(load_file(str(src / "ood.safetensors"))) if (src / "ood.safetensors").exists() else None
     keep = ("temperature", "temperature_on", "temperature_note", "ood_threshold", "ood_quantile", "ood_threshold_on")
@@ -759,9 +755,7 @@ def _load_trained(plan: CVPlan, run_dir: Path, arm_name: str, k: int,
                 raise RunFolderError(f"run folder {folder}: arm {arm_name!r} fold {k + 1} is not finished")
             trained[arm_name] = load_fold_model(folder, read_config(folder / "config.yaml"), arm_name, k)
         return trained[arm_name]
-    arms = {a.name: a for a in plan.config.arms}
-    while arms[arm_name].model is None:  # an auxiliary arm predicts with its source's CNN
-        arm_name = arms[arm_name].source
+    arm_name = network_arm(plan.config, arm_name).name  # an auxiliary arm predicts with its source's CNN
     if arm_name not in trained:
         trained[arm_name] = load_fold_model(run_dir, plan.config, arm_name, k)
     return trained[arm_name]

@@ -15,8 +15,9 @@ smallest class index.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["majority_vote"]
+__all__ = ["majority_vote", "vote_frame"]
 
 
 def majority_vote(
@@ -64,3 +65,31 @@ def majority_vote(
         labels = np.argmax(np.where(tied, mean_proba, -np.inf), axis=1)
     agreement = counts[np.arange(n_samples), labels] / n_models
     return labels.astype(np.int64), agreement.astype(np.float64)
+
+
+def vote_frame(rows: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+    """The vote of every cell of ``rows`` (one set, predicted by every fold model; a fold's
+    predictions.csv columns), sorted by path: ``path, set, subject_id, label, y``, the voted label
+    ``pred`` (:func:`majority_vote`, ties by mean probability), ``p_*`` the mean of the fold models'
+    probabilities, ``cal_p_*`` the mean calibrated probability (what ``predict`` shows) and
+    ``out_of_domain`` (most fold models flag the cell) where the folds have them, ``agreement``."""
+    folds = sorted(rows["fold"].unique())
+    wide = {f: g.set_index("path").sort_index() for f, g in rows.groupby("fold")}
+    first = wide[folds[0]]
+
+    def stacked(columns) -> np.ndarray:
+        return np.stack([wide[f].loc[first.index, columns].to_numpy() for f in folds])
+
+    p_cols = [f"p_{c}" for c in class_names]
+    probs = stacked(p_cols).astype(float)
+    labels, agreement = majority_vote(stacked("pred").astype(int), probs)
+    out = first[["set", "subject_id", "label", "y"]].reset_index()
+    out["pred"] = labels
+    out[p_cols] = probs.mean(axis=0)
+    cal_cols = [f"cal_p_{c}" for c in class_names]
+    if cal_cols[0] in first.columns:
+        out[cal_cols] = stacked(cal_cols).astype(float).mean(axis=0)
+    if "out_of_domain" in first.columns:
+        out["out_of_domain"] = stacked("out_of_domain").astype(bool).mean(axis=0) > 0.5
+    out["agreement"] = agreement
+    return out

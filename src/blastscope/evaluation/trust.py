@@ -27,37 +27,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from blastscope.data.check import CALIB
 from blastscope.evaluation.calibration import calibration_summary
-from blastscope.evaluation.ensemble import majority_vote
+from blastscope.evaluation.ensemble import vote_frame
 from blastscope.evaluation.conformal import class_scores, coverage_report, mondrian_thresholds, prediction_sets, set_flags
 from blastscope.evaluation.operating_point import is_positive
 from blastscope.evaluation.statistics import wilson_interval
 
-__all__ = ["arm_trust", "choose_patient_threshold", "patient_rule", "vote_frame", "CALIB"]
+__all__ = ["arm_trust", "choose_patient_threshold", "patient_rule", "CALIB"]
 
-CALIB = "calib"
 
 
 def _cols(prefix: str, classes: list[str]) -> list[str]:
     return [f"{prefix}{c}" for c in classes]
-
-
-def vote_frame(rows: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """Per cell of ``rows`` (one set, every fold model): the mean over folds of ``p_*`` and ``cal_p_*``,
-    the out-of-domain majority, the voted label ``pred`` and the true label; sorted by path."""
-    folds = sorted(rows["fold"].unique())
-    wide = {f: g.set_index("path").sort_index() for f, g in rows.groupby("fold")}
-    first = wide[folds[0]]
-    out = first[["subject_id", "label", "y"]].copy()
-    for prefix in ("p_", "cal_p_"):
-        stack = np.stack([wide[f].loc[first.index, _cols(prefix, classes)].to_numpy(float) for f in folds])
-        out[_cols(prefix, classes)] = stack.mean(axis=0)
-    flags = np.stack([wide[f].loc[first.index, "out_of_domain"].astype(bool).to_numpy() for f in folds])
-    out["out_of_domain"] = flags.mean(axis=0) > 0.5
-    preds = np.stack([wide[f].loc[first.index, "pred"].to_numpy(int) for f in folds])
-    probs = np.stack([wide[f].loc[first.index, _cols("p_", classes)].to_numpy(float) for f in folds])
-    out["pred"], _ = majority_vote(preds, probs)  # the vote's label (eq. 11), as the aggregate and predict give it
-    return out.reset_index()
 
 
 def _calibration(frame: pd.DataFrame, classes: list[str], seed: int) -> dict:
@@ -139,14 +121,15 @@ def arm_trust(rows: pd.DataFrame, classes: list[str], positive, infos: dict[int,
     vote_flags: dict[str, np.ndarray] = {s: np.zeros(len(v), bool) for s, v in votes.items()}
     if len(calib):
         cal_cols = _cols("cal_p_", classes)
-        fold_sets, fold_y, fold_thresholds = [], [], {}
+        fold_sets, fold_y, fold_pred, fold_thresholds = [], [], [], {}
         for k, g in oof.groupby("fold"):
             c = calib[calib["fold"] == k]
             q = mondrian_thresholds(class_scores(c[cal_cols].to_numpy(float), c["y"].to_numpy(int), len(classes)), alpha)
             sets = prediction_sets(g[cal_cols].to_numpy(float), q)
             fold_sets.append(sets)
             fold_y.append(g["y"].to_numpy(int))
-            oof_flags.loc[g.index] = set_flags(sets) != ""
+            fold_pred.append(g["pred"].to_numpy(int))
+            oof_flags.loc[g.index] = set_flags(sets, fold_pred[-1]) != ""
             fold_thresholds[str(k)] = q.tolist()
         vote_calib = vote_frame(calib, classes)
         scores = class_scores(vote_calib[cal_cols].to_numpy(float), vote_calib["y"].to_numpy(int), len(classes))
@@ -155,11 +138,12 @@ def arm_trust(rows: pd.DataFrame, classes: list[str], positive, infos: dict[int,
                            "calibration_subjects": int(calib["subject_id"].nunique()),
                            "fold_thresholds": fold_thresholds, "vote_thresholds": q_vote.tolist(),
                            "vote_scores": [s.tolist() for s in scores],
-                           "oof": coverage_report(np.concatenate(fold_sets), np.concatenate(fold_y), classes), "vote": {}}
+                           "oof": coverage_report(np.concatenate(fold_sets), np.concatenate(fold_y), classes,
+                                                  np.concatenate(fold_pred)), "vote": {}}
         for s, v in votes.items():
             sets = prediction_sets(v[cal_cols].to_numpy(float), q_vote)
-            vote_flags[s] = set_flags(sets) != ""
-            conformal["vote"][s] = coverage_report(sets, v["y"].to_numpy(int), classes)
+            vote_flags[s] = set_flags(sets, v["pred"].to_numpy(int)) != ""
+            conformal["vote"][s] = coverage_report(sets, v["y"].to_numpy(int), classes, v["pred"].to_numpy(int))
         out["conformal"] = conformal
     if len(oof):
         ood = oof["out_of_domain"].astype(bool)

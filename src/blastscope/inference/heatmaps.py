@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pixel_heatmaps", "overlay", "write_overlays"]
+__all__ = ["pixel_heatmaps", "overlay", "overlay_png", "write_overlays"]
 
 
 def pixel_heatmaps(models: list, images: np.ndarray, targets: np.ndarray, samples: int = 8, stdev: float = 0.1,
@@ -58,21 +58,26 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndar
     return np.clip((1 - weight) * image.astype(np.float64) + weight * colours, 0, 255).astype(np.uint8)
 
 
-def write_overlays(out_dir: Path, names: list[str], images: np.ndarray, maps: np.ndarray) -> list[Path]:
-    """One PNG per cell, ``<name>.heatmap.png`` (the cell beside its overlay), into ``out_dir``."""
+def overlay_png(image: np.ndarray, heat: np.ndarray) -> bytes:
+    """PNG bytes of the cell beside its :func:`overlay` (what ``predict --heatmaps`` and the workstation show)."""
     import cv2
 
+    pair = np.concatenate([image, overlay(image, heat)], axis=1)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the heat-map image as PNG")
+    return png.tobytes()
+
+
+def write_overlays(out_dir: Path, names: list[str], images: np.ndarray, maps: np.ndarray) -> list[Path]:
+    """One PNG per cell, ``<name>.heatmap.png`` (:func:`overlay_png`), into ``out_dir``."""
     from blastscope.engine.atomic import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, image, heat in zip(names, images, maps):
-        pair = np.concatenate([image, overlay(image, heat)], axis=1)
-        ok, png = cv2.imencode(".png", cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))
         path = out_dir / f"{name}.heatmap.png"
-        if not ok:
-            raise OSError(f"{path}: could not encode the heat-map image")
-        atomic_write(path, lambda p, data=png.tobytes(): p.write_bytes(data))
+        atomic_write(path, lambda p, data=overlay_png(image, heat): p.write_bytes(data))
         written.append(path)
     return written

@@ -192,7 +192,8 @@ class Predictor:
         return CellPredictions(fold_proba, fold_pred, np.stack(sources), vote, agreement, fold_proba.mean(axis=0),
                                np.stack(cnn_probas), cal_proba, ood_ratio, out_of_domain, sets)
 
-    def _load(self, path: Path) -> np.ndarray:
+    def load(self, path: Path) -> np.ndarray:
+        """The cell at ``path`` decoded and preprocessed as the bundle's models read it."""
         return self.preprocess(read_image(path))
 
     def predict_files(self, files: Sequence[Path | str], subject_ids: Sequence[str] | None = None,
@@ -220,7 +221,7 @@ class Predictor:
                 images, ok = [], []
                 for j in part:
                     try:
-                        images.append(self._load(files[j]))
+                        images.append(self.load(files[j]))
                         ok.append(j)
                     except (ImageReadError, ValueError) as e:
                         reason = e.reason if isinstance(e, ImageReadError) else str(e)
@@ -250,6 +251,10 @@ class Predictor:
         svm_share = (r.fold_source == "svm").mean(axis=0)
         rows = []
         proba = r.cal_proba if r.cal_proba is not None else r.proba
+        if r.sets is not None:
+            from blastscope.evaluation.conformal import set_flags
+
+            flags = set_flags(r.sets, r.pred)  # the rule the cross-validation's review rate uses
         for n, (file, subject) in enumerate(zip(files, subjects)):
             confidence = float(proba[n, r.pred[n]])
             share = float(svm_share[n])
@@ -258,8 +263,8 @@ class Predictor:
             row.update({f"raw_p_{c}": float(r.proba[n, i]) for i, c in enumerate(names)})
             ood = bool(r.out_of_domain[n]) if r.out_of_domain is not None else False
             in_set = [names[i] for i in np.flatnonzero(r.sets[n])] if r.sets is not None else None
-            reasons = self._reasons(in_set, names[r.pred[n]], confidence, review_below, ood,
-                                    r.ood_ratio[n] if r.ood_ratio is not None else None)
+            reasons = self._reasons(in_set, flags[n] if r.sets is not None else None, names[r.pred[n]], confidence,
+                                    review_below, ood, r.ood_ratio[n] if r.ood_ratio is not None else None)
             row.update(confidence=confidence, agreement=float(r.agreement[n]),
                        answered_by="cnn" if share == 0 else "svm" if share == 1 else "mixed", svm_share=share,
                        fold_preds="|".join(names[p] for p in r.fold_pred[:, n]),
@@ -269,17 +274,18 @@ class Predictor:
             rows.append(row)
         return rows
 
-    def _reasons(self, in_set: list[str] | None, pred: str, confidence: float, review_below: float, ood: bool,
-                 ood_ratio: float | None) -> list[str]:
-        """Why a cell is flagged for review, in words (empty: not flagged)."""
+    def _reasons(self, in_set: list[str] | None, flag: str | None, pred: str, confidence: float, review_below: float,
+                 ood: bool, ood_ratio: float | None) -> list[str]:
+        """Why a cell is flagged for review, in words (empty: not flagged); ``flag`` is
+        :func:`~blastscope.evaluation.conformal.set_flags`' word for the cell's prediction set."""
         reasons = []
         if in_set is not None:
-            if not in_set:
+            if flag == "empty":
                 reasons.append(f"empty prediction set at alpha {self.alpha:g}: unlike any cell the model was calibrated on")
-            elif len(in_set) > 1:
+            elif flag == "ambiguous":
                 reasons.append(f"prediction set {{{', '.join(in_set)}}} at alpha {self.alpha:g}: the model cannot tell "
                                "these classes apart at this error rate")
-            elif in_set != [pred]:
+            elif flag == "disagrees":
                 reasons.append(f"prediction set {{{in_set[0]}}} at alpha {self.alpha:g} disagrees with the voted class {pred}")
         elif confidence < review_below:
             reasons.append(f"confidence {confidence:.2f} below {review_below:g} (this bundle has no conformal calibration)")

@@ -9,7 +9,6 @@ Everything the page loads ships in the package (no CDN). It reads a model bundle
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, which
 # name classes imported inside create_app (the serve extra is imported only where it is used).
 import hashlib
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -266,10 +265,11 @@ def _case_summary(case: dict) -> dict:
 
 
 async def _read_uploads(files: list, limits: Limits) -> list[tuple[str, bytes]]:
-    """Read the request's files, refusing one larger than the limits before it is all in memory."""
+    """Read the request's files, refusing a request larger than the limit before it is all in memory
+    (each read stops one byte past what the request may still hold, so nothing is truncated silently)."""
     out, total = [], 0
     for f in files:
-        data = await f.read(limits.max_file_bytes * 4 + 1)  # a zip may hold more than one file's limit
+        data = await f.read(limits.max_request_bytes - total + 1)
         total += len(data)
         if total > limits.max_request_bytes:
             raise ServiceError(413, f"the upload exceeds {limits.max_request_bytes} bytes per request")
@@ -293,18 +293,11 @@ def _thumbnail(name: str, data: bytes, size: int) -> bytes:
 
 
 def _heatmap(predictor, name: str, data: bytes) -> bytes:
-    import cv2
-    import numpy as np
-
     from blastscope.data.decode import decode_image
-    from blastscope.inference.heatmaps import overlay, pixel_heatmaps
+    from blastscope.inference.heatmaps import overlay_png, pixel_heatmaps
 
     image = predictor.preprocess(decode_image(data, name))
     pred = predictor.predict_images(image[None]).pred
     heat = pixel_heatmaps([m for m, _ in predictor.bundle.torch_models()], image[None], pred)[0]
-    pair = np.concatenate([image, overlay(image, heat)], axis=1)
-    return cv2.imencode(".png", cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))[1].tobytes()
+    return overlay_png(image, heat)
 
-
-def _json(value) -> str:
-    return json.dumps(value)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from blastscope.serve.db import Database
-from blastscope.serve.uploads import BadUpload, Limits, expand_uploads
+from blastscope.serve.uploads import Limits, expand_uploads
 
 __all__ = ["Service", "ServiceError", "User", "hash_password", "verify_password", "ROLES"]
 
@@ -291,6 +291,3 @@ class Service:
         frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["cell"])
         return spreadsheet_safe(frame).to_csv(index=False, quoting=csv.QUOTE_MINIMAL)
 
-
-def bad_list(bad: list[BadUpload]) -> list[dict]:
-    return [b.__dict__ for b in bad]
