@@ -33,7 +33,9 @@ WRITE_ALLOWED = {
     ("inference/export.py", "export_bundle"): "writes into a temporary folder that is renamed into place at once",
     ("inference/onnx_export.py", "export_onnx"): "only called inside export_bundle's temporary folder",
     ("inference/onnx_export.py", "_export"): "only called (via export_onnx) inside export_bundle's temporary folder",
-    ("bench/inference.py", "_export"): "writes into a tempfile.TemporaryDirectory of the benchmark",
+    ("inference/onnx_export.py", "_set_metadata"): "only called (via export_onnx) inside export_bundle's temporary folder",
+    ("inference/int8.py", "_copy_metadata"): "only called (via quantize_graph) on graphs in export_bundle's temporary "
+                                             "folder or the benchmark's tempfile.TemporaryDirectory",
     ("bench/case.py", "run_case"): "copies the case's cells into the benchmark's temporary folder",
     ("bench/case_reference.py", "main"): "the benchmark's reference writes its CSV into the benchmark's temporary folder",
     ("bench/serve.py", "run_serve"): "writes the case's cells into a tempfile.TemporaryDirectory of the benchmark",

@@ -49,14 +49,87 @@ def test_batch_axis_is_dynamic(tiny_bundle, real_cells):
 
 
 def test_graph_signature(tiny_bundle):
+    """SDCT models export the optical-density graph: float OD input, the table and fold order in metadata."""
+    import json
+
+    import onnx
+    import torch
+
+    from blastscope.ops.dct import fold_order
+    from blastscope.ops.optical_density import optical_density
+
+    graph = onnx.load(str(tiny_bundle / "model_fold2.onnx"))
+    assert [i.name for i in graph.graph.input] == ["optical_density"]
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [o.name for o in graph.graph.output] == ["log_probs", "spectral"]
+    ops = {n.op_type for n in graph.graph.node}
+    assert "MatMul" in ops and "Log" in ops and "Tanh" in ops  # stain mixing, matrix-form DCT, log magnitude
+    meta = json.loads({p.key: p.value for p in graph.metadata_props}["blastscope.pixels"])
+    expected = optical_density(torch.arange(256, dtype=torch.float32) / 255.0)
+    np.testing.assert_array_equal(np.float32(meta["table"]), expected.numpy())
+    assert meta["table"][0] == 0.0 and meta["rows"] == meta["cols"] == fold_order(64).tolist()
+
+
+def _export_both(tmp_path, name: str, size: int = 64):
+    import torch
+
+    from blastscope.engine.inputs import RGBInput
+    from blastscope.inference.onnx_export import export_onnx
+    from blastscope.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    kinds = [export_onnx(model, RGBInput(), size, tmp_path / f"{name}_{pixels}.onnx", pixels=pixels) for pixels in (True, False)]
+    return model, kinds, tmp_path / f"{name}_True.onnx", tmp_path / f"{name}_False.onnx"
+
+
+@pytest.mark.parametrize("name", ["sdct_net", "sd_net", "leukonet_stage2"])
+def test_optical_density_graph_equals_the_plain_graph_and_pytorch(tmp_path, name):
+    """Every model with a leading SD layer gets the OD graph; the DCT gets folded pixels only where it is
+    SDCT-Net's DCT layer; the plain uint8 graph (old bundles) still loads and agrees; so do the two ways of
+    using threads, on a batch that does not split evenly into chunks."""
+    import json
+
+    import onnx
+    import torch
+
+    from blastscope.engine.inference import predict_arrays
+
+    model, kinds, od_path, plain_path = _export_both(tmp_path, name)
+    assert kinds == ["optical_density", "images"]
+    rows = json.loads({p.key: p.value for p in onnx.load(str(od_path)).metadata_props}["blastscope.pixels"])["rows"]
+    assert (rows is not None) == (name == "sdct_net")
+    images = np.random.default_rng(3).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    images[:, :9] = 0  # black background, OD 0
+    with torch.inference_mode():
+        expected, features = predict_arrays(model, images, 8, spectral=True)
+    runs = [OnnxModel(od_path, 2, threads=2), OnnxModel(od_path, 2, threads=2, side_by_side=False),
+            OnnxModel(od_path, 2, threads=1), OnnxModel(plain_path, 2, threads=2)]
+    assert [len(m.sessions) for m in runs] == [2, 1, 1, 2]
+    for onnx_model in runs:
+        logp, spectral = onnx_model(images)
+        assert np.abs(logp - expected).max() < 1e-4 and np.abs(spectral - features).max() < 1e-4
+
+
+def test_optical_density_graph_refuses_other_sizes_and_bad_metadata(tmp_path):
     import onnx
 
-    graph = onnx.load(str(tiny_bundle / "model_fold2.onnx")).graph
-    assert [i.name for i in graph.input] == ["images"]
-    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    assert [o.name for o in graph.output] == ["log_probs", "spectral"]
-    ops = {n.op_type for n in graph.node}
-    assert "MatMul" in ops and "Log" in ops  # matrix-form DCT and the optical density are in the graph
+    from blastscope.inference.manifest import BundleError
+
+    _, _, od_path, _ = _export_both(tmp_path, "sdct_net")
+    with pytest.raises(ValueError, match=r"od_path|sdct_net_True.onnx: the graph was exported for 64 px images, got 32x32"):
+        OnnxModel(od_path, 2)(np.zeros((1, 32, 32, 3), np.uint8))
+    graph = onnx.load(str(od_path))
+    for prop in graph.metadata_props:
+        if prop.key == "blastscope.pixels":
+            prop.value = '{"table": [0.5], "rows": null, "cols": null}'
+    onnx.save(graph, str(tmp_path / "bad.onnx"))
+    with pytest.raises(BundleError, match=r"bad.onnx: 'blastscope.pixels' must hold 256 finite optical densities"):
+        OnnxModel(tmp_path / "bad.onnx", 2)
+    del graph.metadata_props[:]
+    onnx.save(graph, str(tmp_path / "none.onnx"))
+    with pytest.raises(BundleError, match=r"none.onnx: an optical_density graph without a valid 'blastscope.pixels'"):
+        OnnxModel(tmp_path / "none.onnx", 2)
 
 
 class _NumpyInput:

@@ -102,3 +102,19 @@ def test_rejects_bad_input():
         StainDeconvolution()(torch.rand(1, 4, 2, 2))
     with pytest.raises(ValueError, match="eps"):
         OpticalDensity(eps=2.0)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_forward_od_equals_forward_on_the_optical_densities(bias):
+    """The ONNX graph's form of the layer (mixing as a product, from OD) equals the layer on RGB."""
+    torch.manual_seed(0)
+    layer = StainDeconvolution(bias=bias)
+    if bias:
+        with torch.no_grad():
+            layer.conv.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    rgb = torch.randint(0, 256, (2, 3, 9, 7)).float() / 255.0
+    rgb[:, :, :2] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(layer.forward_od(layer.od(rgb)), layer(rgb), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="B x 3 x H x W optical densities"):
+        layer.forward_od(torch.zeros(2, 4, 5, 5))

@@ -128,3 +128,25 @@ def test_dct2_even_sizes_take_the_half_size_products_and_match_scipy(shape):
 def test_dct2_even_odd_gradcheck_float64():
     x = torch.randn(2, 1, 6, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(dct2, (x,))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 2, 350, 350), (3, 10, 6)])
+def test_dct2_prefolded_equals_scipy_on_the_natural_order(shape):
+    """Pixels handed over in fold order give the natural-order DCT (checked against scipy)."""
+    from blastscope.ops.dct import dct2_prefolded, fold_order
+
+    x = torch.randn(*shape, dtype=torch.float64)
+    h, w = shape[-2:]
+    folded = x[..., fold_order(h), :][..., fold_order(w)]
+    got = dct2_prefolded(folded, dct_matrix(h, torch.float64), dct_matrix(w, torch.float64))
+    np.testing.assert_allclose(got.numpy(), scipy.fft.dctn(x.numpy(), axes=(-2, -1), norm="ortho"), atol=1e-10)
+
+
+def test_fold_order_is_head_then_reversed_tail_and_needs_even_sizes():
+    from blastscope.ops.dct import dct2_prefolded, fold_order
+
+    assert fold_order(6).tolist() == [0, 1, 2, 5, 4, 3]
+    with pytest.raises(ValueError, match="even length"):
+        fold_order(5)
+    with pytest.raises(ValueError, match="even H and W"):
+        dct2_prefolded(torch.zeros(1, 5, 6), dct_matrix(5), dct_matrix(6))

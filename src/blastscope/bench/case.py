@@ -62,73 +62,46 @@ def _no_tie(votes: str) -> bool:
 
 
 
-INT8_AGREEMENT = 0.995
-INT8_AUC_DIFF = 0.005
-
-
 def run_int8(bundle: Path, paths: list[Path], n_cells: int) -> CaseResult:
-    """Static int8 (QDQ) quantization of the bundle's fold-1 CNN for onnxruntime, against float32 ONNX.
+    """int8 ONNX (``export --int8``'s quantization) of the bundle's fold-1 graph against float32 ONNX.
 
-    Calibrated on the first 64 cells' worth of held-out-free data: the C-NMC sample cells are not the
-    bundle's training cells, so the calibration here is only for the benchmark; the acceptance checks
-    are the issue's: labels agree with float32 on >= 99.5% of cells and the AUC (labels from the
-    C-NMC file names) differs by <= 0.005.
+    The bundle's own int8 graph when it has one (calibrated on that fold's training cells at
+    export); otherwise fold 1 quantized here, calibrated on every other sample cell and checked on
+    the rest, never on the same cells. The checks are :func:`blastscope.inference.int8.int8_checks`:
+    labels agree on >= 99.5% of cells and the AUC (labels from the C-NMC file names) within 0.005.
     """
     import numpy as np
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from sklearn.metrics import roc_auc_score
 
     from blastscope.data.decode import read_image
     from blastscope.inference.bundle import load_bundle
-    from blastscope.inference.onnx_export import export_onnx
+    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks, quantize_graph
+    from blastscope.inference.onnx_export import OnnxModel
 
-    b = load_bundle(bundle)
-    model, model_input = b.torch_models()[0]
-    images = np.stack([b.preprocess(read_image(paths[i % len(paths)])) for i in range(n_cells)])
+    title = "int8 ONNX (QDQ convolutions) vs float32 ONNX, bundle fold 1"
+    b = load_bundle(bundle, backend="none")
+    fold = b.folds[0]
+    if fold.onnx is None:
+        return CaseResult.skip("onnx_int8", title, "the bundle has no ONNX graphs (export --onnx)")
     positive = b.class_names.index(b.positive if isinstance(b.positive, str) else b.positive[0])
-    y = np.array([p.stem.endswith("_all") for p in (paths[i % len(paths)] for i in range(n_cells))], dtype=int)
+    check_paths = paths[1::2] or paths
+    images = np.stack([b.preprocess(read_image(check_paths[i % len(check_paths)])) for i in range(n_cells)])
+    y = np.array([p.stem.endswith("_all") for p in (check_paths[i % len(check_paths)] for i in range(n_cells))], dtype=int)
+    fp32 = OnnxModel(bundle / fold.onnx)
     with tempfile.TemporaryDirectory(prefix="blastscope-int8-") as tmp:
-        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        name = export_onnx(model, model_input, images.shape[1], fp32)
-        if name != "images":
-            return CaseResult.skip("onnx_int8", "int8 ONNX vs float32 ONNX", "the model's input does not export into the graph")
-        calib = images[:64]
-
-        class Reader(CalibrationDataReader):
-            def __init__(self) -> None:
-                self.batches = iter([{"images": calib[i:i + 16]} for i in range(0, len(calib), 16)])
-
-            def get_next(self):
-                return next(self.batches, None)
-
-        import logging
-
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint on the root logger
-        try:
-            quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], per_channel=True)
-        finally:
-            root.setLevel(level)
-        sessions = {}
-        for key, path in (("fp32", fp32), ("int8", int8)):
-            options = ort.SessionOptions()
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            sessions[key] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        out, rate = {}, {}
-        for key, s in sessions.items():
-            s.run(None, {"images": images[:16]})
-            t0 = time.perf_counter()
-            out[key] = np.concatenate([s.run(None, {"images": images[i:i + 64]})[0] for i in range(0, n_cells, 64)])
-            rate[key] = n_cells / (time.perf_counter() - t0)
-    agree = float((out["fp32"].argmax(1) == out["int8"].argmax(1)).mean())
-    both = len(set(y.tolist())) == 2
-    auc_diff = abs(roc_auc_score(y, out["fp32"][:, positive]) - roc_auc_score(y, out["int8"][:, positive])) if both else float("nan")
-    ok = agree >= INT8_AGREEMENT and (not both or auc_diff <= INT8_AUC_DIFF)
-    return CaseResult("onnx_int8", "int8 ONNX (QDQ convolutions) vs float32 ONNX, bundle fold 1", "img/s", rate["int8"], rate["fp32"],
+        if fold.onnx_int8 is not None:
+            source, int8_path = "the bundle's int8 graph (calibrated on fold 1's training cells)", bundle / fold.onnx_int8
+        else:
+            calib = np.stack([b.preprocess(read_image(p)) for p in paths[0::2]])
+            int8_path = Path(tmp) / "int8.onnx"
+            quantize_graph(bundle / fold.onnx, int8_path, calib)
+            source = f"fold 1 quantized here, calibrated on {len(calib)} other sample cells"
+        checks = int8_checks(fp32, OnnxModel(int8_path), images, y, positive)
+    auc = "" if checks["auc_diff"] is None else f", AUC differs by {checks['auc_diff']:.4f}"
+    return CaseResult("onnx_int8", title, "img/s", checks["int8_img_s"], checks["fp32_img_s"],
                       target=f"label agreement >= {INT8_AGREEMENT:.1%}, AUC diff <= {INT8_AUC_DIFF}; accepted only if both",
-                      met=ok, agreement={"label_agreement": agree, "auc_diff": auc_diff, "ok": ok},
-                      notes=("accepted" if ok else "rejected") + f": labels agree on {agree:.1%} of {n_cells} cells"
-                            + (f", AUC differs by {auc_diff:.4f}" if both else ""))
+                      met=checks["accepted"], agreement={"label_agreement": checks["label_agreement"],
+                                                         "auc_diff": checks["auc_diff"], "ok": checks["accepted"]},
+                      notes=("accepted" if checks["accepted"] else "rejected") + f": labels agree on "
+                            f"{checks['label_agreement']:.1%} of {n_cells} cells{auc}; {source}; int8 changes the "
+                            f"log-probabilities by up to {checks['max_abs_logp_diff']:.2g}",
+                      extra=checks)

@@ -16,8 +16,11 @@ from blastscope.cli import _bar, _console, _fail, main, terminal_safe, threads_o
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle directory to create.")
 @click.option("--arm", default=None, help="Arm to export (default: the recipe's last arm).")
 @click.option("--onnx", is_flag=True, help="Also export every fold model to ONNX (for `predict --backend onnx`).")
+@click.option("--int8", is_flag=True, help="With --onnx: also int8 graphs, calibrated on each fold's training cells and "
+              "kept only if they agree with float32 on its out-of-fold cells (>= 99.5% of labels, AUC within 0.005).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
-def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, overwrite: bool) -> None:
+@threads_option
+def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, int8: bool, overwrite: bool, threads: int) -> None:
     """Pack one arm of a finished RUN_DIR into a verified, pickle-free model bundle."""
     from blastscope.config import ConfigError
     from blastscope.inference.export import export_bundle
@@ -25,12 +28,22 @@ def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, overwrite:
 
     t0 = time.perf_counter()
     try:
-        path = export_bundle(run_dir, out, arm=arm, onnx=onnx, overwrite=overwrite)
+        path = export_bundle(run_dir, out, arm=arm, onnx=onnx, overwrite=overwrite, int8=int8)
     except (BundleError, ConfigError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     meta = json.loads((path / "bundle.json").read_text())
     click.echo(f"bundle: {path}  arm {meta['arm']} ({meta['model']['id']}), {len(meta['folds'])} fold models"
                f"{', ONNX' if onnx else ''}  ({time.perf_counter() - t0:.1f} s)")
+    if int8:
+        record = meta["onnx"]["int8"]
+        for f in record["folds"]:
+            auc = "-" if f["auc_diff"] is None else f"{f['auc_diff']:.4f}"
+            click.echo(f"int8 fold {f['fold']}: labels agree with float32 on {f['label_agreement']:.1%} of {f['cells']} "
+                       f"out-of-fold cells, AUC differs by {auc}, speed {f['speedup']:.2f}x float32")
+        if record["accepted"]:
+            click.echo("int8 graphs accepted: `predict --backend onnx` runs them (--precision float32 to choose float32)")
+        else:
+            click.echo(f"warning: int8 graphs rejected ({record['rule']} fails); the bundle keeps float32 only", err=True)
 
 
 def _subject_table(subjects, positive: str | list[str], threshold: float):
@@ -146,13 +159,15 @@ def _check_outputs(out: Path, inputs: list[Path], others: list[Path], overwrite:
                    "training subjects, else 0.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N (torch backend).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "int8"]), default="auto", show_default=True,
+              help="onnx backend: int8 graphs of `export --int8` (auto: where the bundle has accepted ones) or float32.")
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one PNG per cell (the cell beside its SmoothGrad heat map in the image domain) into this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist (never an input file).")
 @threads_option
 def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, subject: str | None,
                 subjects_csv: Path | None, review_below: float, alpha: float | None, threshold: float | None,
-                batch_size: int, device: str, heatmaps: Path | None, overwrite: bool, threads: int) -> None:
+                batch_size: int, device: str, precision: str, heatmaps: Path | None, overwrite: bool, threads: int) -> None:
     """Predict INPUTS (files, folders, globs) with BUNDLE: per cell, per subject, and the files that failed.
 
     Exit status 0 when at least one cell was predicted (failed files are listed on stderr and in
@@ -178,7 +193,8 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
     try:
         mapping = read_subjects_csv(subjects_csv) if subjects_csv is not None else None
         subject_ids = resolve_subjects(files, subject, mapping)
-        predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar, alpha=alpha, device=device)
+        predictor = Predictor(bundle, backend=backend, batch_size=batch_size, progress=_bar, alpha=alpha, device=device,
+                              precision=precision)
     except (BundleError, ValueError) as e:
         _fail(str(e))
     _check_outputs(out, files, [subjects_csv] if subjects_csv is not None else [], overwrite)  # before any work
@@ -211,7 +227,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         "bundle": {"path": str(bundle), "recipe": spec.get("recipe"), "arm": spec["arm"], "model": spec["model"]["id"],
                    "class_names": spec["class_names"], "positive": positive, "theta": predictor.theta, "fold_thetas": predictor.thetas,
                    "folds": len(spec["folds"]), "evaluation": spec.get("evaluation"), "model_card": spec.get("model_card")},
-        "settings": {"backend": backend, "threads": threads, "device": str(predictor.device), "review_below": review_below if predictor.alpha is None else None,
+        "settings": {"backend": backend, "precision": predictor.precision, "threads": threads, "device": str(predictor.device), "review_below": review_below if predictor.alpha is None else None,
                      "alpha": predictor.alpha, "threshold": threshold, "batch_size": batch_size},
         "trust": {"calibrated": predictor.calibrated, "temperatures": predictor.temperatures, "theta_on": predictor.theta_on,
                   "conformal": predictor.alpha is not None,
@@ -233,7 +249,7 @@ def predict_cmd(bundle: Path, inputs: tuple[str, ...], out: Path, backend: str, 
         console.print(_subject_table(subjects, positive, threshold))
     counts = ", ".join(f"{c} {int((ok['pred'] == c).sum())}" for c in predictor.class_names)
     click.echo(f"{len(ok)} cells predicted ({counts}); {int(ok['review'].sum())} flagged for review; "
-               f"{len(bad)} failed; {result.seconds:.1f} s with {backend}")
+               f"{len(bad)} failed; {result.seconds:.1f} s with {backend} ({predictor.precision})")
     click.echo(f"wrote {out}, {out.with_suffix('.json')}, {out.with_name(f'{out.stem}_subjects.csv')}")
     if ok.empty:
         click.echo("error: no file could be predicted", err=True)

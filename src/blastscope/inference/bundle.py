@@ -56,6 +56,7 @@ class FoldFiles:
     input: str | None = None
     onnx: str | None = None
     ood: str | None = None
+    onnx_int8: str | None = None
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Bundle:
     stain_range: object | None = None
     _torch: list | None = field(default=None, repr=False)
     _onnx: list | None = field(default=None, repr=False)
+    _onnx_precision: str | None = field(default=None, repr=False)
 
     @property
     def class_names(self) -> list[str]:
@@ -171,16 +173,29 @@ class Bundle:
             return None
         return self._input().load_arrays(self.input_arrays[i])
 
-    def onnx_models(self) -> list:
-        """One :class:`blastscope.inference.onnx_export.OnnxModel` per fold (needs ``--onnx`` export)."""
-        if self._onnx is None:
+    @property
+    def has_int8(self) -> bool:
+        """Whether ``export --int8`` wrote int8 graphs for every fold (they passed their checks)."""
+        return bool(self.folds) and all(f.onnx_int8 is not None for f in self.folds)
+
+    def onnx_models(self, precision: str = "float32") -> list:
+        """One :class:`blastscope.inference.onnx_export.OnnxModel` per fold (needs ``--onnx`` export);
+        ``precision="int8"`` the int8 graphs of ``export --int8``."""
+        if precision not in ("float32", "int8"):
+            raise ValueError(f"precision must be float32 or int8, got precision={precision!r}")
+        if self._onnx is None or self._onnx_precision != precision:
             from blastscope.inference.onnx_export import OnnxModel
 
             missing = [f.fold for f in self.folds if f.onnx is None]
             if missing:
                 raise BundleError(f"{self.path}: no ONNX models for fold(s) {missing}; re-export with --onnx")
-            self._onnx = [OnnxModel(self.path / f.onnx, len(self.class_names), self._onnx_input(i))
-                          for i, f in enumerate(self.folds)]
+            if precision == "int8" and not self.has_int8:
+                int8 = (self.spec.get("onnx") or {}).get("int8")
+                why = "its int8 graphs were rejected by their checks (bundle.json onnx.int8)" if int8 else "it was exported without --int8"
+                raise BundleError(f"{self.path}: no int8 graphs: {why}")
+            self._onnx = [OnnxModel(self.path / (f.onnx_int8 if precision == "int8" else f.onnx), len(self.class_names),
+                                    self._onnx_input(i)) for i, f in enumerate(self.folds)]
+            self._onnx_precision = precision
             for f, m, svm in zip(self.folds, self._onnx, self.svms):
                 if svm is not None and m.n_spectral != svm.n_features_in_:
                     raise BundleError(f"{self.path / f.onnx}: gives {m.n_spectral} spectral features, "
@@ -351,7 +366,7 @@ def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
     except TypeError as e:
         raise BundleError(f"{path / BUNDLE_FILE}: malformed folds entry ({e})") from None
     for f in folds:
-        for name in (f.weights, f.svm, f.input, f.onnx, f.ood):
+        for name in (f.weights, f.svm, f.input, f.onnx, f.ood, f.onnx_int8):
             if name is not None and (not isinstance(name, str) or name not in verified):
                 raise BundleError(f"{path / BUNDLE_FILE}: fold {f.fold} names {name!r}, which is not a verified file of the bundle")
     svms: list[SVMArrays | None] = []

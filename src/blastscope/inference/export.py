@@ -57,17 +57,24 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, onnx: bool = False,
-                  overwrite: bool = False) -> Path:
+                  overwrite: bool = False, int8: bool = False) -> Path:
     """Pack ``arm`` (default: the recipe's last arm) of a finished run into the bundle ``out``.
 
     The bundle is assembled in a temporary sibling directory, loaded once with every check
     (manifest, schema, tensor shapes; ONNX sessions when ``onnx``) and only then renamed into
     place, so ``out`` is either absent or complete.
 
+    ``int8`` (needs ``onnx``) also writes int8 graphs, calibrated on each fold model's own training
+    cells and accepted only if they agree with float32 on its out-of-fold cells
+    (:func:`_write_int8`); the verdict, the checks and the calibration cells are in ``bundle.json``
+    (``onnx.int8``) either way.
+
     Raises:
         BundleError: unknown arm, an unfinished fold, ``out`` already exists.
     """
     run_dir, out = Path(run_dir), Path(out)
+    if int8 and not onnx:
+        raise BundleError("int8 graphs are quantized from the ONNX export: pass --onnx with --int8")
     if not (run_dir / "run.json").exists():
         raise BundleError(f"{run_dir}: not a run folder (no run.json)")
     run = json.loads((run_dir / "run.json").read_text())
@@ -116,6 +123,8 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
             shutil.copyfile(src, tmp / name)
         if onnx:
             meta["onnx"]["graph_input"] = _write_onnx(tmp, meta, folds)
+        if int8:
+            meta["onnx"]["int8"] = _write_int8(tmp, meta, folds, run_dir)
         (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp)
         _readable(tmp)
@@ -208,3 +217,65 @@ def _write_onnx(root: Path, meta: dict, folds: list[FoldFiles]) -> str:
     partial = Bundle(root, meta, folds, [None] * len(folds), [read_arrays(root, f.input) for f in folds])
     kinds = {export_onnx(model, model_input, size, root / f.onnx) for f, (model, model_input) in zip(folds, partial.torch_models())}
     return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+INT8_CALIBRATION_CELLS = 64
+INT8_CHECK_CELLS = 256
+
+
+def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path) -> dict:
+    """Quantize every fold graph; keep them only if every fold passes its checks.
+
+    Fold model k is calibrated on up to 64 of its own training cells (``folds.csv`` rows of the
+    training subjects outside fold k, drawn with seed k) and checked on up to 256 of its
+    out-of-fold cells, which it never trained on and which calibration never read (listed in the
+    returned record, so that can be verified).
+    """
+    import numpy as np
+
+    from blastscope.data.preprocess import load_preprocessed
+    from blastscope.engine.atomic import read_safe_csv
+    from blastscope.evaluation.operating_point import normalize_positive
+    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks, quantize_graph
+    from blastscope.inference.onnx_export import OnnxModel
+
+    rows = read_safe_csv(run_dir / "folds.csv", keep_default_na=False, dtype={"subject_id": str, "label": str})
+    prep = Preprocess(**meta["preprocess"])
+    classes = meta["class_names"]
+    found = normalize_positive(classes, meta["positive"])
+    positive_names = [found] if isinstance(found, str) else list(found)
+
+    def cells(frame) -> np.ndarray:
+        out = []
+        for path in frame["path"]:
+            if not Path(path).is_file():
+                raise BundleError(f"{path}: int8 calibration and its checks read the run's cells, and this one is missing")
+            out.append(load_preprocessed(path, prep))
+        return np.stack(out)
+
+    records, accepted = [], True
+    for k, f in enumerate(folds):
+        train = rows[(rows["fold"] >= 0) & (rows["fold"] != k)]
+        held = rows[rows["fold"] == k]
+        calib = train.sample(n=min(INT8_CALIBRATION_CELLS, len(train)), random_state=k).sort_index()
+        check = held.sample(n=min(INT8_CHECK_CELLS, len(held)), random_state=k).sort_index()
+        name = f"model_fold{f.fold}.int8.onnx"
+        quantize_graph(root / f.onnx, root / name, cells(calib))
+        fp32, q = OnnxModel(root / f.onnx), OnnxModel(root / name)
+        y = check["label"].isin(positive_names).to_numpy()
+        result = int8_checks(fp32, q, cells(check), y, [classes.index(c) for c in positive_names])
+        accepted &= result["accepted"]
+        records.append({"fold": f.fold, "file": name, **result,
+                        "calibration_cells": calib["path"].tolist(), "check_cells": check["path"].tolist()})
+    for f, entry, record in zip(folds, meta["folds"], records):
+        if accepted:
+            f.onnx_int8 = entry["onnx_int8"] = record["file"]
+        else:
+            (root / record["file"]).unlink()
+            record["file"] = None
+    verdict = "accepted" if accepted else "rejected"
+    logger.info("int8 graphs %s (%s)", verdict, "; ".join(
+        f"fold {r['fold']}: labels agree on {r['label_agreement']:.1%}, speed {r['speedup']:.2f}x" for r in records))
+    return {"accepted": bool(accepted), "rule": f"label agreement >= {INT8_AGREEMENT:.1%} and |AUC difference| <= "
+            f"{INT8_AUC_DIFF} on each fold model's out-of-fold cells", "quantized": "convolutions (QDQ, per-channel int8 "
+            "weights, uint8 activations); stain mixing, DCT and log stay float32", "folds": records}

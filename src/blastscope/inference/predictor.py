@@ -88,12 +88,15 @@ class Predictor:
         alpha: the conformal error rate per class, in (0, 0.5); default the bundle's.
         device: "cpu" (default), "auto", "cuda" or "cuda:N" for the torch backend (the bundle's
             weights are CPU float32 whatever device trained them).
+        precision: "auto" (default: int8 where the onnx backend has accepted int8 graphs from
+            ``export --int8``, else float32), "float32" or "int8" (onnx backend only); the
+            precision that ran is ``self.precision``.
         progress: progress factory (the CLI passes a tqdm one).
     """
 
     def __init__(self, bundle: Bundle | Path | str, backend: str = "torch", batch_size: int = 32,
                  theta: float | None = None, progress: ProgressFactory = no_progress, alpha: float | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", precision: str = "auto") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got backend={backend!r}")
         if int(batch_size) < 1:
@@ -107,7 +110,14 @@ class Predictor:
         self.thetas = self.bundle.fold_thetas if theta is None else [float(theta)] * len(self.bundle.folds)
         self.progress = progress
         self.preprocess = self.bundle.preprocess
-        self._models = self.bundle.torch_models() if backend == "torch" else self.bundle.onnx_models()
+        if precision not in ("auto", "float32", "int8"):
+            raise ValueError(f"precision must be auto, float32 or int8, got precision={precision!r}")
+        if precision == "int8" and backend != "onnx":
+            raise ValueError("int8 runs on the onnx backend only (--backend onnx)")
+        if precision == "auto":
+            precision = "int8" if backend == "onnx" and self.bundle.has_int8 else "float32"
+        self.precision = precision
+        self._models = self.bundle.torch_models() if backend == "torch" else self.bundle.onnx_models(precision)
         from blastscope.engine.device import resolve_device
 
         self.device = resolve_device(device)

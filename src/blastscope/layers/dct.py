@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from blastscope.ops.dct import _exporting, dct2, dct2_fft, dct_matrix, energy_threshold_mask, log_magnitude
+from blastscope.ops.dct import _exporting, dct2, dct2_fft, dct2_prefolded, dct_matrix, energy_threshold_mask, log_magnitude
 
 __all__ = ["DCT2d", "EnergyThresholdDCT"]
 
@@ -53,7 +53,7 @@ class _DCTMatrices(nn.Module):
         if self.size is not None:
             self._built_for = (torch.float32, torch.device("cpu"))
 
-    def dct(self, x: Tensor) -> Tensor:
+    def _matrices(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.dim() != 4:
             raise ValueError(f"expected B x C x H x W input, got shape={tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -65,8 +65,19 @@ class _DCTMatrices(nn.Module):
         if stale or self.t_w is None or self.t_w.shape[0] != w:
             self.t_w = dct_matrix(w, x.dtype, x.device)
         self._built_for = (x.dtype, x.device)
+        return self.t_h, self.t_w
+
+    def dct(self, x: Tensor) -> Tensor:
+        t_h, t_w = self._matrices(x)
         # the matrices are kept up to date on the FFT path too, ready for export
-        return dct2_fft(x) if self._use_fft(x) else dct2(x, self.t_h, self.t_w)
+        return dct2_fft(x) if self._use_fft(x) else dct2(x, t_h, t_w)
+
+    def dct_prefolded(self, x: Tensor) -> Tensor:
+        """The DCT of maps whose rows and columns are in :func:`~blastscope.ops.dct.fold_order`
+        (even sizes), in natural coefficient order: the ONNX graph's form (see
+        :mod:`blastscope.inference.onnx_export`)."""
+        t_h, t_w = self._matrices(x)
+        return dct2_prefolded(x, t_h, t_w)
 
     def _use_fft(self, x: Tensor) -> bool:
         if self.backend == "matrix" or _exporting():
@@ -101,8 +112,9 @@ class DCT2d(_DCTMatrices):
             raise ValueError(f"output must be one of {_OUTPUTS}, got output={output!r}")
         self.output = output
 
-    def forward(self, x: Tensor) -> Tensor:
-        d = self.dct(x)
+    def forward(self, x: Tensor, prefolded: bool = False) -> Tensor:
+        """``prefolded``: ``x``'s rows and columns are in fold order (see :meth:`dct_prefolded`)."""
+        d = self.dct_prefolded(x) if prefolded else self.dct(x)
         if self.output == "none":
             return d
         return log_magnitude(d, signed=self.output == "signed_log")

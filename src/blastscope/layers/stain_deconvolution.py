@@ -115,6 +115,19 @@ class StainDeconvolution(nn.Module):
         """Current 3 x 3 inverse stain matrix in scikit-image's row convention (``weight.T``)."""
         return self.conv.weight.detach()[:, :, 0, 0].T
 
+    def forward_od(self, od: Tensor) -> Tensor:
+        """The layer applied to optical densities ``od`` (B x 3 x H x W, :class:`OpticalDensity`'s
+        output) instead of RGB: the mixing as a product over the channel axis, then tanh. Same
+        maths as :meth:`forward` after the OD step; the ONNX graph's form, where the OD comes from
+        a 256-entry table of the uint8 pixels and a 1 x 1 convolution over 3 channels is slow."""
+        if od.dim() != 4 or od.shape[1] != 3:
+            raise ValueError(f"expected B x 3 x H x W optical densities, got shape={tuple(od.shape)}")
+        b, _, h, w = od.shape
+        y = (self.conv.weight[:, :, 0, 0] @ od.reshape(b, 3, h * w)).reshape(b, 3, h, w)
+        if self.conv.bias is not None:
+            y = y + self.conv.bias.reshape(1, 3, 1, 1)
+        return torch.tanh(y) if self.apply_tanh else y
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected B x 3 x H x W RGB input, got shape={tuple(x.shape)}")
