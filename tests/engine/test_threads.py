@@ -80,3 +80,32 @@ def test_predict_records_the_threads(tiny_bundle, tmp_path):
         assert r.exit_code == 2 and "--threads" in r.output
     finally:
         threads.configure_threads(before)
+
+
+def test_threads_reach_a_torch_imported_later_and_onnx_predict_never_imports_torch(tiny_bundle, tmp_path):
+    """``--threads`` before torch is imported still sets its pool; ``predict --backend onnx`` (a lab
+    without PyTorch) runs without importing it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from blastscope.engine import threads; threads.configure_threads(1); "
+            "assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+    import numpy as np
+    import cv2
+
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(cells / f"UID_1_{i}_1_all.bmp"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    code = ("import sys; from blastscope.cli import main; sys.argv = ['blastscope', 'predict', sys.argv[1], sys.argv[2], "
+            "'--out', sys.argv[3], '--backend', 'onnx', '--threads', '1']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    done = subprocess.run([sys.executable, "-c", code, str(tiny_bundle), str(cells), str(tmp_path / "p.csv")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "3 cells predicted" in done.stdout and done.stdout.strip().endswith("no torch")

@@ -128,3 +128,14 @@ def test_the_code_recipe_initialises_its_sd_layer_from_the_natural_log_estimate(
     images = np.load(next((tmp_path / "run" / "cache").glob("*.npy")), mmap_mode="r")
     first = np.asarray(images[cv.fold_rows(plan, 0).fit[0]])
     np.testing.assert_allclose(info["stain_matrix"], macenko_stain_matrix(first, od_log="ln"), atol=1e-12)
+
+
+def test_optical_density_np_equals_the_torch_rule():
+    import torch
+
+    from blastscope.ops.optical_density import optical_density
+    from blastscope.ops.stain import optical_density_np
+
+    x = np.concatenate([np.arange(256) / 255.0, [1e-9, 0.0, 1.0]]).astype(np.float64).reshape(-1, 1)
+    np.testing.assert_allclose(optical_density_np(x), optical_density(torch.from_numpy(x)).numpy(), rtol=1e-12, atol=0)
+    assert optical_density_np(x)[0, 0] == 0.0 and optical_density_np(x.astype(np.float32)).dtype == np.float32

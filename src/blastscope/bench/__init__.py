@@ -8,6 +8,7 @@ Timing is never asserted by tests, only structure and agreement.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -124,6 +125,10 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
 
             say("predict case")
             cases += _guard("predict_case", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells, torch.get_num_threads())])
+            if cfg.onnx and all(f.get("onnx") for f in json.loads((cfg.bundle / "bundle.json").read_text())["folds"]):
+                title = f"predict --backend onnx, {cfg.serve_cells} cells end to end"
+                cases += _guard("predict_case_onnx", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells,
+                                                                               torch.get_num_threads(), backend="onnx")])
             if cfg.onnx:
                 from blastscope.bench.case import run_int8
 

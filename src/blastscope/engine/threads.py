@@ -11,6 +11,7 @@ created with (``--threads N`` of ``cv``, ``predict``, ``serve`` and ``bench``).
 from __future__ import annotations
 
 import os
+import sys
 
 __all__ = ["physical_cores", "idle_cpus", "default_threads", "configure_threads", "onnx_threads"]
 
@@ -99,9 +100,11 @@ def configure_threads(threads: int | None = None) -> int:
     if n < 1:
         raise ValueError(f"threads must be >= 1, got threads={threads}")
     import cv2
-    import torch
 
-    torch.set_num_threads(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:  # not imported yet (``predict --backend onnx`` never imports it): torch reads these at import
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
     cv2.setNumThreads(n)
     _ONNX_THREADS = n
     return n

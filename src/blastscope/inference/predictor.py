@@ -77,6 +77,18 @@ class PredictionResult:
     seconds: float = 0.0
 
 
+class _CPU:
+    """The onnx backend's device: onnxruntime's CPU provider (a stand-in for ``torch.device("cpu")``)."""
+
+    type = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
+_CPU = _CPU()
+
+
 class Predictor:
     """Predict cell images with a bundle.
 
@@ -118,9 +130,14 @@ class Predictor:
             precision = "int8" if backend == "onnx" and self.bundle.has_int8 else "float32"
         self.precision = precision
         self._models = self.bundle.torch_models() if backend == "torch" else self.bundle.onnx_models(precision)
-        from blastscope.engine.device import resolve_device
+        if backend == "torch":
+            from blastscope.engine.device import resolve_device
 
-        self.device = resolve_device(device)
+            self.device = resolve_device(device)
+        elif device not in ("cpu", "auto"):
+            raise ValueError(f"the onnx backend runs on the CPU; --device {device} needs --backend torch")
+        else:
+            self.device = _CPU  # the onnx backend needs no PyTorch at all
         if backend == "torch" and self.device.type != "cpu":
             for model, _ in self._models:
                 model.to(self.device)
