@@ -119,3 +119,25 @@ def test_arms_taken_from_other_run_folders_are_recorded_as_such():
     config = resolve_config("leukonet_stage3c_aug", None, [arms])
     assert arm_training(config) == {"stage1": {"run_folder": "runs/s1"}, "stage2c": {"run_folder": "runs/s2c"},
                                     "stage3c": {"augment": "sdct", "augment_minority_only": False, "balance": "none"}}
+
+
+def test_an_arm_learning_rate_overrides_train_lr_for_that_arm_only():
+    config = resolve_config("sdct_auxnet", "cpu", [])
+    by_name = {a.name: a for a in config.arms}
+    assert by_name["sdct_net"].lr == 0.05 and by_name["sd_net"].lr is None
+    assert config.arm_train(by_name["sdct_net"]).optimizer.lr == 0.05
+    assert config.arm_train(by_name["sd_net"]) is config.train and config.train.optimizer.lr == 0.01
+    assert config.arm_train(by_name["sdct_net"]).optimizer.momentum == config.train.optimizer.momentum
+    training = arm_training(config)
+    assert training["sdct_net"]["lr"] == 0.05 and "lr" not in training["sd_net"]
+    assert "sdct_auxnet" not in training
+
+
+@pytest.mark.parametrize("arms,match", [
+    ("arms=[{name: a, model: sd_net, lr: 0}]", "arm 'a': lr must be a positive number"),
+    ("arms=[{name: a, model: sd_net, lr: fast}]", "arm 'a': lr must be a positive number"),
+    ("arms=[{name: a, model: sdct_net}, {name: b, source: a, aux: {C: 1.0}, lr: 0.1}]", "arm 'b': lr must be a positive number on an arm that trains"),
+])
+def test_bad_arm_learning_rates_are_refused_naming_the_arm(arms, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve_config("sdct_auxnet", "quick", [arms])

@@ -267,7 +267,12 @@ class ArmConfig:
     training only (``None``: inherit); :meth:`RunConfig.arm_data` gives the settings an arm trains
     with. A fusion arm trains only its new layer, with its own settings; the fused arms keep
     theirs (LeukoNet "Stage-3C w/ aug" = Stage-1 with and Stage-2C without augmentation, one run).
-    An auxiliary (``aux``) arm trains no network, so it takes no overrides."""
+    An auxiliary (``aux``) arm trains no network, so it takes no overrides.
+
+    ``lr`` overrides ``train.optimizer.lr`` for this arm's network (:meth:`RunConfig.arm_train`):
+    a toolkit option, not the papers' (they train SD-Net and SDCT-Net alike); the ``cpu`` profile of
+    ``sdct_auxnet`` uses it because SDCT-Net needs a higher rate to learn as fast as SD-Net from the
+    log-DCT input (measured; README, "Learning on real cells")."""
 
     name: str
     model: str | None = None
@@ -282,6 +287,7 @@ class ArmConfig:
     augment_minority_only: bool | None = None
     balance: Literal["oversample", "none"] | None = None
     stain_od: Literal["log10", "ln"] = "log10"  # OD log of the Macenko estimate that initialises an SD layer
+    lr: float | None = None  # this arm's learning rate (None: train.optimizer.lr)
 
     def __post_init__(self) -> None:
         check_file_name(self.name, "arm name")
@@ -374,7 +380,16 @@ class RunConfig:
                     raise ConfigError(f"arm {arm.name!r} uses arm {ref!r}, which must be defined before it")
             if arm.model is None and arm.source is None:
                 raise ConfigError(f"arm {arm.name!r} needs a model or a source arm")
+            if arm.lr is not None and (arm.aux is not None or not isinstance(arm.lr, (int, float)) or isinstance(arm.lr, bool)
+                                       or not arm.lr > 0):
+                raise ConfigError(f"arm {arm.name!r}: lr must be a positive number on an arm that trains a network, got {arm.lr!r}")
             seen.add(arm.name)
+
+    def arm_train(self, arm: ArmConfig) -> TrainConfig:
+        """``train`` with the arm's learning rate (``arm.lr``) where it sets one."""
+        if arm.lr is None:
+            return self.train
+        return replace(self.train, optimizer=replace(self.train.optimizer, lr=float(arm.lr)))
 
     def arm_data(self, arm: ArmConfig | str) -> DataConfig:
         """``data`` with the arm's training overrides (``augment``, ``augment_minority_only``,
@@ -401,6 +416,8 @@ def arm_training(config: RunConfig) -> dict[str, dict]:
         if arm.aux is None:
             data = config.arm_data(arm)
             out[arm.name] = {key: getattr(data, key) for key in TRAINING_OVERRIDES}
+            if arm.lr is not None:  # recorded where an arm trains at its own rate
+                out[arm.name]["lr"] = float(arm.lr)
     return out
 
 

@@ -114,3 +114,25 @@ def test_minority_only_and_oversampling_per_arm(tiny_synthetic, tmp_path, traini
     assert drawn[0] == drawn[1] == counts.max()  # oversampled up to the majority count
     assert not any(c for label, c in normal.items if label != minority)
     assert any(c for label, c in normal.items if label == minority)
+
+
+def test_each_arm_trains_at_its_own_learning_rate(tiny_synthetic, tmp_path):
+    """``lr`` on an arm reaches that arm's optimizer (history.csv), the others keep train.optimizer.lr,
+    and run.json records it."""
+    import json
+
+    import pandas as pd
+
+    from blastscope.data.readers import read_dataset
+    from blastscope.evaluation.cross_validation import run_cv
+
+    arms = ("arms=[{name: sd_net, model: sd_net}, {name: sdct_net, model: sdct_net, lr: 0.07}]")
+    config = resolve_config("sdct_auxnet", "quick", ["train.epochs=1", "data.resize=64", "data.folds=2",
+                                                     "train.schedule={name: none}", "train.optimizer.lr=0.02", arms])
+    run_cv(config, read_dataset(tiny_synthetic, layout="auto"), tmp_path / "run")
+    for arm, lr in (("sd_net", 0.02), ("sdct_net", 0.07)):
+        for k in (1, 2):
+            history = pd.read_csv(tmp_path / "run" / "arms" / arm / f"fold_{k}" / "history.csv")
+            assert history["lr"].tolist() == [lr]
+    training = json.loads((tmp_path / "run" / "run.json").read_text())["training"]
+    assert training["sdct_net"]["lr"] == 0.07 and "lr" not in training["sd_net"]

@@ -347,7 +347,7 @@ def _fit_arm(plan: CVPlan, arm: ArmConfig, k: int, arm_dir: Path, arrays: dict[s
     if data.augment_minority_only:
         counts = np.bincount(plan.y[train_rows], minlength=len(data.classes))
         augment_mask = plan.y[train_rows] == int(np.argmin(counts))
-    result = fit(model, train_images, plan.y[train_rows], arrays["all"][val_rows], plan.y[val_rows], cfg.train, arm_dir,
+    result = fit(model, train_images, plan.y[train_rows], arrays["all"][val_rows], plan.y[val_rows], cfg.arm_train(arm), arm_dir,
                  transform=build_transform(data.augment, train_images), balance=data.balance, augment_mask=augment_mask,
                  progress=progress, desc=f"{arm.name} fold {k + 1}", input_fn=model_input)
     info = {"best_epoch": result.best_epoch, "best_select_accuracy": result.best_val_accuracy, "train_seconds": result.seconds,
