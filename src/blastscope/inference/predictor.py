@@ -242,18 +242,30 @@ class Predictor:
         rows: list[dict] = []
         bad: list[BadFile] = []
         chunk = self.batch_size * 8
-        with self.progress(total=len(files), desc="predict") as bar:
+
+        def load(j: int) -> np.ndarray | str:
+            try:
+                return self.load(files[j])
+            except (ImageReadError, ValueError) as e:
+                return e.reason if isinstance(e, ImageReadError) else str(e)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        from blastscope.engine.threads import onnx_threads, physical_cores
+
+        # decoding and resizing release the GIL (OpenCV): one thread per core the run may use
+        with self.progress(total=len(files), desc="predict") as bar, \
+                ThreadPoolExecutor(max(1, onnx_threads() or physical_cores()), thread_name_prefix="decode") as pool:
             for start in range(0, len(files), chunk):
                 part = list(range(start, min(start + chunk, len(files))))
                 images, ok = [], []
-                for j in part:
-                    try:
-                        images.append(self.load(files[j]))
+                for j, got in zip(part, pool.map(load, part)):
+                    if isinstance(got, str):
+                        bad.append(BadFile(str(files[j]), got))
+                        rows.append(self._error_row(files[j], subject_ids[j], got))
+                    else:
+                        images.append(got)
                         ok.append(j)
-                    except (ImageReadError, ValueError) as e:
-                        reason = e.reason if isinstance(e, ImageReadError) else str(e)
-                        bad.append(BadFile(str(files[j]), reason))
-                        rows.append(self._error_row(files[j], subject_ids[j], reason))
                 if ok:
                     result = self.predict_images(np.stack(images))
                     rows += self.cell_rows(result, [files[j] for j in ok], [subject_ids[j] for j in ok], review_below)
