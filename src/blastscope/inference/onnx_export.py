@@ -44,26 +44,31 @@ logger = logging.getLogger(__name__)
 ONNX_OPSET = 17
 
 
-def _wrapper(model, model_input: Callable | None, spectral: bool):
+def _wrapper(model, features: Callable, spectral: bool):
+    """The exported module: ``features`` (the graph input -> the model's last feature maps), then the
+    head's log-probabilities and, when ``spectral``, the spectral-averaged features."""
     import torch
     from torch import nn
 
     from blastscope.layers.spectral_average import SpectralAverage, spectral_mode
 
     class _Exported(nn.Module):
-        """uint8 images (or the model input's output) -> (log-probabilities, spectral features)."""
-
         def __init__(self) -> None:
             super().__init__()
-            self.model = model
+            self.model = model  # registers every parameter ``features`` reads (they are the model's)
             self.average = SpectralAverage(spectral_mode(model))
 
         def forward(self, x: torch.Tensor):
-            maps = self.model.forward_features(model_input(x) if model_input is not None else x)
+            maps = features(x)
             logp = torch.log_softmax(self.model.forward_head(maps), dim=1)
             return (logp, self.average(maps)) if spectral else logp
 
     return _Exported().eval()
+
+
+def _rgb_features(model, model_input: Callable | None) -> Callable:
+    """uint8 images (or the model input's output when ``model_input`` is None) -> feature maps."""
+    return lambda x: model.forward_features(model_input(x) if model_input is not None else x)
 
 
 PIXELS_KEY = "blastscope.pixels"
@@ -84,32 +89,18 @@ def _pixel_front(model, model_input):
     return modules if isinstance(modules[0], StainDeconvolution) else None
 
 
-def _od_wrapper(model, modules: list, prefold: bool, spectral: bool):
-    import torch
-    from torch import nn
+def _od_features(model, modules: list, prefold: bool) -> Callable:
+    """Optical densities (pixels in fold order when ``prefold``) -> the model's feature maps."""
+    def features(od):
+        y = modules[0].forward_od(od)
+        rest = modules[1:]
+        if prefold:
+            y, rest = rest[0](y, prefolded=True), rest[1:]
+        for module in rest:
+            y = module(y)
+        return model.backbone.forward_features(y)
 
-    from blastscope.layers.spectral_average import SpectralAverage, spectral_mode
-
-    class _ODExported(nn.Module):
-        """Optical densities (pixels in fold order when ``prefold``) -> (log-probabilities, spectral features)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-            self.average = SpectralAverage(spectral_mode(model))
-
-        def forward(self, od: torch.Tensor):
-            y = modules[0].forward_od(od)
-            rest = modules[1:]
-            if prefold:
-                y, rest = rest[0](y, prefolded=True), rest[1:]
-            for module in rest:
-                y = module(y)
-            maps = self.model.backbone.forward_features(y)
-            logp = torch.log_softmax(self.model.forward_head(maps), dim=1)
-            return (logp, self.average(maps)) if spectral else logp
-
-    return _ODExported().eval()
+    return features
 
 
 def _pixel_metadata(modules: list, image_size: int) -> tuple[dict, bool]:
@@ -170,7 +161,7 @@ def export_onnx(model, model_input, image_size: int, path: Path | str, pixels: b
         meta, prefold = _pixel_metadata(modules, image_size)
         od = torch.zeros(2, 3, image_size, image_size)
         try:
-            _export(_od_wrapper(model, modules, prefold, spectral), od, "optical_density", outputs, path)
+            _export(_wrapper(model, _od_features(model, modules, prefold), spectral), od, "optical_density", outputs, path)
             _set_metadata(path, {PIXELS_KEY: json.dumps(meta)})
             _check_parity(model, model_input, path, image_size)
             return "optical_density"
@@ -178,7 +169,7 @@ def export_onnx(model, model_input, image_size: int, path: Path | str, pixels: b
             logger.warning("the optical-density graph of %s did not export (%s); exporting the plain graph",
                            type(model).__name__, str(e).splitlines()[0][:200])
     try:
-        _export(_wrapper(model, model_input, spectral), example, "images", outputs, path)
+        _export(_wrapper(model, _rgb_features(model, model_input), spectral), example, "images", outputs, path)
         _check_parity(model, model_input, path, image_size)
         return "images"
     except Exception as e:  # the exporter raises many types; the message is what matters
@@ -187,7 +178,7 @@ def export_onnx(model, model_input, image_size: int, path: Path | str, pixels: b
         logger.warning("model input %s does not export to ONNX (%s); exporting the network alone, the ONNX "
                        "path runs the input step in PyTorch", type(model_input).__name__, str(e).splitlines()[0][:200])
     try:
-        _export(_wrapper(model, None, spectral), features.contiguous(), "inputs", outputs, path)
+        _export(_wrapper(model, _rgb_features(model, None), spectral), features.contiguous(), "inputs", outputs, path)
         _check_parity(model, model_input, path, image_size)
     except Exception as e:
         raise ValueError(f"ONNX export of {type(model).__name__} failed: {e}") from e
