@@ -240,3 +240,37 @@ def test_form_review_progress_and_logout_pages(lab):
     assert stale.status_code == 409 and "bob" in stale.json()["error"]
     assert client.post("/logout", data={"csrf": csrf}, follow_redirects=False).headers["location"] == "/login"
     assert client.get(f"/cases/{case_id}/progress").status_code == 401  # the session is over
+
+
+def test_the_workstation_on_the_onnx_backend_gives_the_same_answers(tiny_bundle, tmp_path):
+    """``serve --backend onnx``: the cells' answers are onnxruntime's and agree with PyTorch's."""
+    from fastapi.testclient import TestClient
+
+    from blastscope.inference.predictor import Predictor
+    from blastscope.serve.app import create_app
+
+    from tests.serve.conftest import make_users
+
+    db = tmp_path / "lab.sqlite"
+    make_users(db)
+    predictor = Predictor(tiny_bundle, backend="onnx")
+    assert predictor.backend == "onnx" and predictor.precision == "float32"
+    expected = Predictor(tiny_bundle).predict_files(sample_files()).cells.set_index("file")
+    with TestClient(create_app(tiny_bundle, db, predictor=predictor)) as client:
+        h = token(client)
+        _, case = _case_with_cells(client, h)
+    assert case["progress"]["predicted"] == 10
+    for cell in case["cells"]:
+        row = expected.loc[str(next(p for p in sample_files() if p.name == cell["name"]))]
+        assert cell["result"]["pred"] == row["pred"]
+        assert cell["result"]["confidence"] == pytest.approx(row["confidence"], abs=1e-4)
+
+
+def test_serve_refuses_a_precision_the_bundle_lacks(tiny_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from blastscope.cli import main
+
+    result = CliRunner().invoke(main, ["serve", str(tiny_bundle), "--db", str(tmp_path / "x.sqlite"), "--backend", "onnx",
+                                       "--precision", "int8"])
+    assert result.exit_code == 2 and "no int8 graphs: it was exported without --int8" in result.output

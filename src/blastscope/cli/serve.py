@@ -18,9 +18,14 @@ from blastscope.cli import _fail, main, threads_option
 @click.option("--add-user", "add_user", default=None, help="Add a local account NAME (password from --password-stdin or a prompt), then exit.")
 @click.option("--role", type=click.Choice(["reviewer", "admin"]), default="reviewer", show_default=True)
 @click.option("--password-stdin", is_flag=True, help="Read the new user's password from standard input.")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="onnx: predict with onnxruntime (a bundle exported with --onnx; faster on a CPU; heat maps still "
+                   "need PyTorch and captum).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "int8"]), default="auto", show_default=True,
+              help="onnx backend: int8 graphs of `export --int8` (auto: where the bundle has accepted ones) or float32.")
 @threads_option
 def serve_cmd(bundle: Path, db_path: Path, host: str, port: int, add_user: str | None, role: str, password_stdin: bool,
-              threads: int) -> None:
+              backend: str, precision: str, threads: int) -> None:
     """Serve the lab workstation for BUNDLE: upload a patient's cells, review the flagged ones, sign out the case."""
     try:
         import fastapi  # noqa: F401
@@ -42,11 +47,14 @@ def serve_cmd(bundle: Path, db_path: Path, host: str, port: int, add_user: str |
         return
     from blastscope.serve.app import create_app
 
+    from blastscope.inference.predictor import Predictor
+
     try:
-        app = create_app(bundle, db_path)
+        app = create_app(bundle, db_path, predictor=Predictor(bundle, backend=backend, precision=precision))
     except (BundleError, DatabaseError, ValueError) as e:
         _fail(str(e))
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: other machines can reach this workstation", err=True)
-    click.echo(f"blastscope workstation on http://{host}:{port}/ (database {db_path}); API docs at /docs")
+    click.echo(f"blastscope workstation on http://{host}:{port}/ (database {db_path}; predicting with {backend}"
+               f"{f', {precision}' if backend == 'onnx' else ''}); API docs at /docs")
     uvicorn.run(app, host=host, port=port, log_level="warning")
