@@ -52,6 +52,7 @@ def test_configure_sets_torch_opencv_and_onnxruntime():
     try:
         assert threads.configure_threads(1) == 1
         assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1 and threads.onnx_threads() == 1
+        assert threads.worker_threads() == 1  # side-by-side ONNX sessions and predict's decoding follow --threads
         with pytest.raises(ValueError, match="threads must be"):
             threads.configure_threads(0)
     finally:

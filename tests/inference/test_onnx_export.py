@@ -167,3 +167,11 @@ def test_untraceable_model_input_falls_back_to_the_network_alone(tmp_path):
     assert np.abs(got - expected).max() < 1e-4 and spectral.shape == (4, 1)
     with pytest.raises(Exception, match="needs the fold's model input"):
         OnnxModel(tmp_path / "m.onnx", 2)
+
+
+def test_the_onnx_backend_runs_on_the_cpu_only(tiny_bundle):
+    from blastscope.inference.predictor import Predictor
+
+    assert Predictor(tiny_bundle, backend="onnx", device="auto").device == "cpu"
+    with pytest.raises(ValueError, match="the onnx backend runs on the CPU; --device cuda needs --backend torch"):
+        Predictor(tiny_bundle, backend="onnx", device="cuda")

@@ -145,7 +145,7 @@ def _onnx_case(cfg: BenchConfig, model, images: np.ndarray, eager_rate: float) -
         predict_arrays(model, images, cfg.infer_batch, spectral=True)
 
     rates = {}
-    for name, onnx_model in levers.items():
+    for onnx_model in levers.values():
         runner(onnx_model)()  # warm
     for name, onnx_model in levers.items():
         ort_t, eager_t = interleaved(runner(onnx_model), eager, repeats=3)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["physical_cores", "idle_cpus", "default_threads", "configure_threads", "onnx_threads"]
+__all__ = ["physical_cores", "idle_cpus", "default_threads", "configure_threads", "onnx_threads", "worker_threads"]
 
 _ONNX_THREADS: int | None = None
 
@@ -113,3 +113,9 @@ def configure_threads(threads: int | None = None) -> int:
 def onnx_threads() -> int:
     """The intra-op thread count for new onnxruntime sessions (0: onnxruntime's default)."""
     return _ONNX_THREADS or 0
+
+
+def worker_threads() -> int:
+    """How many threads work may be spread over: ``--threads`` where it was given (:func:`configure_threads`),
+    else one per physical core (onnxruntime's side-by-side sessions, ``predict``'s file decoding)."""
+    return max(1, onnx_threads() or physical_cores())

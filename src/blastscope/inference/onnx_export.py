@@ -233,11 +233,11 @@ class OnnxModel:
                  threads: int | None = None, side_by_side: bool = True) -> None:
         import onnxruntime as ort
 
-        from blastscope.engine.threads import onnx_threads, physical_cores
+        from blastscope.engine.threads import worker_threads
         from blastscope.inference.manifest import BundleError
 
         self.path = Path(path)
-        self.workers = max(1, int(threads or onnx_threads() or physical_cores()))
+        self.workers = max(1, int(threads or worker_threads()))
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # Idle pool threads sleep instead of spinning: spinning threads would hold the cores that
@@ -325,16 +325,13 @@ class OnnxModel:
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(images, dtype=np.uint8)
-        chunks = [x[i:i + CHUNK] for i in range(0, len(x), CHUNK)]
-        if len(self.sessions) == 1:
+        if len(self.sessions) == 1 or len(x) <= CHUNK:
             outs = [self._run(self.session, x)]
-        elif len(chunks) < 2:
-            outs = [self._run(self.session, c) for c in chunks] or [self._run(self.session, x)]
         else:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx")
-            outs = list(self._pool.map(self._run_free, chunks))
+            outs = list(self._pool.map(self._run_free, (x[i:i + CHUNK] for i in range(0, len(x), CHUNK))))
         logp = np.concatenate([o[0] for o in outs])
         return logp, (np.concatenate([o[1] for o in outs]) if self.has_spectral else None)

@@ -77,18 +77,6 @@ class PredictionResult:
     seconds: float = 0.0
 
 
-class _CPU:
-    """The onnx backend's device: onnxruntime's CPU provider (a stand-in for ``torch.device("cpu")``)."""
-
-    type = "cpu"
-
-    def __str__(self) -> str:
-        return "cpu"
-
-
-_CPU = _CPU()
-
-
 class Predictor:
     """Predict cell images with a bundle.
 
@@ -134,13 +122,13 @@ class Predictor:
             from blastscope.engine.device import resolve_device
 
             self.device = resolve_device(device)
+            if self.device.type != "cpu":
+                for model, _ in self._models:
+                    model.to(self.device)
         elif device not in ("cpu", "auto"):
             raise ValueError(f"the onnx backend runs on the CPU; --device {device} needs --backend torch")
         else:
-            self.device = _CPU  # the onnx backend needs no PyTorch at all
-        if backend == "torch" and self.device.type != "cpu":
-            for model, _ in self._models:
-                model.to(self.device)
+            self.device = "cpu"  # onnxruntime's CPU provider; the onnx backend needs no PyTorch at all
         trust = self.bundle.trust
         self.temperatures = self.bundle.temperatures
         self.theta_on = trust.get("theta_on", "raw")
@@ -251,11 +239,11 @@ class Predictor:
 
         from concurrent.futures import ThreadPoolExecutor
 
-        from blastscope.engine.threads import onnx_threads, physical_cores
+        from blastscope.engine.threads import worker_threads
 
         # decoding and resizing release the GIL (OpenCV): one thread per core the run may use
         with self.progress(total=len(files), desc="predict") as bar, \
-                ThreadPoolExecutor(max(1, onnx_threads() or physical_cores()), thread_name_prefix="decode") as pool:
+                ThreadPoolExecutor(worker_threads(), thread_name_prefix="decode") as pool:
             for start in range(0, len(files), chunk):
                 part = list(range(start, min(start + chunk, len(files))))
                 images, ok = [], []
