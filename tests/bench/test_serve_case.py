@@ -40,8 +40,10 @@ def test_predict_case_agrees_with_the_one_image_one_fold_reference(tiny_bundle):
     assert case.optimised > 0 and case.reference > 0 and isinstance(case.met, bool)
 
 
-def test_int8_case_checks_agreement_and_speed(tiny_bundle):
-    pytest.importorskip("onnxruntime.quantization")
+@pytest.mark.parametrize("kind", ["onnx", "torch"])
+def test_int8_case_checks_agreement_and_speed(tiny_bundle, kind):
+    if kind == "onnx":
+        pytest.importorskip("onnxruntime.quantization")
     from blastscope.bench.case import run_int8
     from blastscope.bench.cells import cell_paths
     from blastscope.bench.config import default_data_dir
@@ -49,7 +51,8 @@ def test_int8_case_checks_agreement_and_speed(tiny_bundle):
     paths = cell_paths(default_data_dir())
     if not paths:
         pytest.skip("C-NMC sample cells not found")
-    case = run_int8(tiny_bundle, paths, 32)
+    case = run_int8(tiny_bundle, paths, 32, kind=kind)
+    assert case.name == f"{kind}_int8" and "fold 1 quantized here, calibrated on 5 other sample cells" in case.notes
     assert case.optimised > 0 and case.reference > 0
     a = case.agreement
     assert 0.0 <= a["label_agreement"] <= 1.0 and a["ok"] == (a["label_agreement"] >= 0.995 and a["auc_diff"] <= 0.005)

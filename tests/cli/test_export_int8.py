@@ -1,5 +1,6 @@
-"""`export --int8`: calibrated on each fold model's training cells, checked on its out-of-fold cells,
-kept only when the checks pass; `predict` says which precision ran."""
+"""`export --int8`: PyTorch int8 parameters and int8 ONNX graphs, calibrated on each fold model's
+training cells, checked on its out-of-fold cells, kept only when the checks pass; `predict` says
+which precision ran."""
 from __future__ import annotations
 
 import json
@@ -26,12 +27,15 @@ def int8_bundle(tiny_run, tmp_path_factory) -> tuple[Path, str]:
     return bundle, result.output
 
 
-def test_calibration_reads_only_the_fold_models_training_cells(tiny_run, int8_bundle):
+@pytest.mark.parametrize("kind", ["torch", "onnx"])
+def test_calibration_reads_only_the_fold_models_training_cells(tiny_run, int8_bundle, kind):
     bundle, output = int8_bundle
-    record = json.loads((bundle / "bundle.json").read_text())["onnx"]["int8"]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    record = meta["int8"] if kind == "torch" else meta["onnx"]["int8"]
+    other = meta["onnx"]["int8"] if kind == "torch" else meta["int8"]
     folds = pd.read_csv(tiny_run / "folds.csv", keep_default_na=False, dtype={"subject_id": str})
     assert [f["fold"] for f in record["folds"]] == [1, 2, 3]
-    for k, fold in enumerate(record["folds"]):
+    for k, (fold, twin) in enumerate(zip(record["folds"], other["folds"])):
         rows = folds.set_index("path").loc[fold["calibration_cells"]]
         assert len(rows) == min(64, int(((folds["fold"] >= 0) & (folds["fold"] != k)).sum()))
         assert (rows["fold"] >= 0).all() and (rows["fold"] != k).all()  # training subjects of fold model k only
@@ -39,10 +43,12 @@ def test_calibration_reads_only_the_fold_models_training_cells(tiny_run, int8_bu
         assert (checked["fold"] == k).all() and len(checked) == fold["cells"]  # its out-of-fold cells
         assert not set(fold["calibration_cells"]) & set(fold["check_cells"])
         assert set(checked["subject_id"]).isdisjoint(rows["subject_id"])
+        assert fold["calibration_cells"] == twin["calibration_cells"] and fold["check_cells"] == twin["check_cells"]
         assert 0.0 <= fold["label_agreement"] <= 1.0 and fold["fp32_img_s"] > 0 and fold["int8_img_s"] > 0
         verdict = fold["label_agreement"] >= 0.995 and (fold["auc_diff"] is None or fold["auc_diff"] <= 0.005)
         assert fold["accepted"] == verdict
-        assert f"int8 fold {fold['fold']}: labels agree with float32 on {fold['label_agreement']:.1%}" in output
+        name = "PyTorch" if kind == "torch" else "ONNX"
+        assert f"{name} int8 fold {fold['fold']}: labels agree with float32 on {fold['label_agreement']:.1%}" in output
     assert record["accepted"] == all(f["accepted"] for f in record["folds"])
     files = {f["file"] for f in record["folds"]}
     assert all((bundle / f).is_file() for f in files) if record["accepted"] else files == {None}
@@ -71,17 +77,21 @@ def test_predict_says_which_precision_ran(int8_bundle, tmp_path):
         assert (fp["pred"] == q["pred"]).mean() >= 0.9
     else:
         assert forced.exit_code == 2 and "no int8 graphs: its int8 graphs were rejected" in forced.output
-    torch_int8 = CliRunner().invoke(main, ["predict", str(bundle), str(cells), "--out", str(tmp_path / "t.csv"),
-                                           "--precision", "int8"])
-    assert torch_int8.exit_code == 2 and "int8 runs on the onnx backend only" in torch_int8.output
+    has_torch = load_bundle(bundle, backend="none").has_torch_int8
+    torch_auto = _run("predict", bundle, cells, "--out", tmp_path / "t.csv")
+    assert f"with torch ({'int8' if has_torch else 'float32'})" in torch_auto.output
 
 
-def test_int8_needs_onnx_and_a_plain_bundle_has_none(tiny_run, tiny_bundle, tmp_path):
-    result = CliRunner().invoke(main, ["export", str(tiny_run), "--out", str(tmp_path / "b"), "--int8"])
-    assert result.exit_code == 2 and "pass --onnx with --int8" in result.output
-    forced = CliRunner().invoke(main, ["predict", str(tiny_bundle), str(tmp_path), "--out", str(tmp_path / "x.csv"),
-                                       "--backend", "onnx", "--precision", "int8"])
-    assert forced.exit_code == 2
+def test_int8_without_onnx_is_pytorch_only_and_a_plain_bundle_has_none(tiny_run, tiny_bundle, tmp_path):
+    result = _run("export", tiny_run, "--out", tmp_path / "b", "--int8")
+    assert result.exit_code == 0 and "PyTorch int8 fold 1" in result.output and "ONNX int8" not in result.output
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert meta["onnx"] is None and len(meta["int8"]["folds"]) == 3
+    cell = pd.read_csv(tiny_run / "folds.csv")["path"].iloc[0]
+    for backend in ("onnx", "torch"):
+        forced = CliRunner().invoke(main, ["predict", str(tiny_bundle), cell, "--out", str(tmp_path / "x.csv"),
+                                           "--backend", backend, "--precision", "int8"])
+        assert forced.exit_code == 2 and "it was exported without --int8" in forced.output
 
 
 def test_int8_rejection_removes_the_graphs(tiny_run, tmp_path, monkeypatch):
@@ -98,6 +108,51 @@ def test_int8_rejection_removes_the_graphs(tiny_run, tmp_path, monkeypatch):
     from blastscope.inference.export import export_bundle
 
     bundle = export_bundle(tiny_run, tmp_path / "b", onnx=True, int8=True)
-    record = json.loads((bundle / "bundle.json").read_text())["onnx"]["int8"]
-    assert record["accepted"] is False and not list(bundle.glob("*.int8.onnx"))
-    assert not load_bundle(bundle, backend="none").has_int8
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["onnx"]["int8"]["accepted"] is False and not list(bundle.glob("*.int8.onnx"))
+    assert meta["int8"]["accepted"] is False and not list(bundle.glob("int8_fold*"))
+    b = load_bundle(bundle, backend="none")
+    assert not b.has_int8 and not b.has_torch_int8
+    assert "rejected by their checks (bundle.json int8)" in b.int8_refusal("torch")
+
+
+def test_accepted_int8_is_what_predict_runs(tiny_run, tmp_path, monkeypatch):
+    """Where every fold passes, the bundle keeps both kinds, and predict's auto precision runs them: the
+    PyTorch int8 network rebuilt from the bundle's safetensors gives the log-probabilities export checked."""
+    import numpy as np
+
+    import blastscope.inference.int8 as int8
+    from blastscope.data.preprocess import load_preprocessed
+    from blastscope.inference.bundle import load_bundle
+    from blastscope.inference.export import export_bundle
+    from blastscope.inference.predictor import Predictor
+    from blastscope.inference.torch_int8 import TorchRunner, calibrate, quantize_model
+
+    real, seen = int8.int8_checks, []
+
+    def passing(fp32, q, images, *args, **kwargs):
+        seen.append((q, images))
+        return {**real(fp32, q, images, *args, **kwargs), "accepted": True}
+
+    monkeypatch.setattr(int8, "int8_checks", passing)
+    bundle = export_bundle(tiny_run, tmp_path / "b", onnx=True, int8=True)
+    b = load_bundle(bundle)
+    assert b.has_int8 and b.has_torch_int8
+    assert [f.torch_int8 for f in b.folds] == [f"int8_fold{k}.safetensors" for k in (1, 2, 3)]
+    torch_pred, onnx_pred = Predictor(b), Predictor(bundle, backend="onnx")
+    assert torch_pred.precision == onnx_pred.precision == "int8"
+    assert Predictor(b, precision="float32").precision == "float32"
+    checked, images = seen[0]  # fold 1, PyTorch: what export checked is what the bundle rebuilds
+    meta = json.loads((bundle / "bundle.json").read_text())
+    prep = b.preprocess
+    calib = np.stack([load_preprocessed(p, prep) for p in meta["int8"]["folds"][0]["calibration_cells"]])
+    model, model_input = b.torch_models()[0]
+    again = TorchRunner(quantize_model(model, calibrate(model, model_input, calib)), model_input)(images)[0]
+    rebuilt = TorchRunner(*b.torch_int8_models()[0])(images)[0]
+    np.testing.assert_array_equal(rebuilt, checked(images)[0])
+    np.testing.assert_array_equal(rebuilt, again)
+    fp32 = TorchRunner(model, model_input)(images)[0]
+    assert not np.array_equal(rebuilt, fp32)  # int8 really ran
+    got = torch_pred.predict_images(images)
+    assert got.fold_cnn_proba.shape == (3, len(images), 2)
+    np.testing.assert_allclose(np.log(got.fold_cnn_proba[0]), rebuilt, atol=1e-5)

@@ -129,10 +129,12 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
                 title = f"predict --backend onnx, {cfg.serve_cells} cells end to end"
                 cases += _guard("predict_case_onnx", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells,
                                                                                torch.get_num_threads(), backend="onnx")])
-            if cfg.onnx:
-                from blastscope.bench.case import run_int8
+            from blastscope.bench.case import run_int8
 
-                say("int8")
+            say("int8")
+            cases += _guard("torch_int8", "int8 PyTorch vs float32 PyTorch",
+                            lambda: [run_int8(cfg.bundle, paths, cfg.serve_cells, kind="torch")])
+            if cfg.onnx:
                 cases += _guard("onnx_int8", "int8 ONNX vs float32 ONNX", lambda: [run_int8(cfg.bundle, paths, cfg.serve_cells)])
     if "serve" in run:
         from importlib.util import find_spec

@@ -10,6 +10,7 @@ models aside: the reference breaks them by the first class, ``predict`` by the m
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -31,7 +32,8 @@ def _timed(cmd: list[str]) -> float:
 
 def run_case(bundle: Path, paths: list[Path], n_cells: int, threads: int | None = None, backend: str = "torch") -> CaseResult:
     """``predict`` on ``n_cells`` cells in a fresh process with ``backend`` (onnx: the lab without
-    PyTorch; that process never imports it) against the reference script (PyTorch, one image and one
+    PyTorch; that process never imports it) at its default precision (int8 where the bundle kept it)
+    against the reference script (PyTorch, one image and one
     fold model at a time)."""
     with tempfile.TemporaryDirectory(prefix="blastscope-case-bench-") as tmp:
         folder = Path(tmp) / "cells"
@@ -50,13 +52,14 @@ def run_case(bundle: Path, paths: list[Path], n_cells: int, threads: int | None 
         ref = {r["file"]: r for r in csv.DictReader(ref_out.open())}
         decided = [f for f, r in ref.items() if _no_tie(r["votes"])]
         same = sum(got[f]["pred"] == ref[f]["pred"] for f in decided) / max(len(decided), 1)
+        precision = json.loads(out.with_suffix(".json").read_text())["settings"]["precision"]
     name = "predict_case" if backend == "torch" else f"predict_case_{backend}"
-    return CaseResult(name, f"predict --backend {backend}, a {n_cells}-cell case end to end (fresh process) vs one image and one fold at a time",
+    return CaseResult(name, f"predict --backend {backend} ({precision}), a {n_cells}-cell case end to end (fresh process) vs one image and one fold at a time",
                       "s", optimised, reference, higher_is_better=False, target=">= 8x reference and <= 5 s",
                       met=reference / optimised >= 8.0 and optimised <= 5.0,
                       agreement={"same_label_share": same, "cells_compared": len(decided), "ok": same == 1.0},
                       notes="both in new processes: imports, bundle loading and writing count",
-                      extra={"bundle": str(bundle), "cells": n_cells, "backend": backend})
+                      extra={"bundle": str(bundle), "cells": n_cells, "backend": backend, "precision": precision})
 
 
 def _no_tie(votes: str) -> bool:
@@ -66,42 +69,58 @@ def _no_tie(votes: str) -> bool:
 
 
 
-def run_int8(bundle: Path, paths: list[Path], n_cells: int) -> CaseResult:
-    """int8 ONNX (``export --int8``'s quantization) of the bundle's fold-1 graph against float32 ONNX.
+def run_int8(bundle: Path, paths: list[Path], n_cells: int, kind: str = "onnx") -> CaseResult:
+    """int8 of the bundle's fold-1 model against float32, for ``kind`` "onnx" (onnxruntime's QDQ
+    graph) or "torch" (PyTorch's x86 int8, :mod:`blastscope.inference.torch_int8`).
 
-    The bundle's own int8 graph when it has one (calibrated on that fold's training cells at
-    export); otherwise fold 1 quantized here, calibrated on every other sample cell and checked on
-    the rest, never on the same cells. The checks are :func:`blastscope.inference.int8.int8_checks`:
-    labels agree on >= 99.5% of cells and the AUC (labels from the C-NMC file names) within 0.005.
+    The bundle's own int8 when it has it (calibrated on fold 1's training cells at export);
+    otherwise fold 1 quantized here, calibrated on every other sample cell and checked on the rest,
+    never on the same cells. The checks are :func:`blastscope.inference.int8.int8_checks`: labels
+    agree on >= 99.5% of cells and the AUC (labels from the C-NMC file names) within 0.005.
     """
     import numpy as np
 
     from blastscope.data.decode import read_image
     from blastscope.inference.bundle import load_bundle
-    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks, quantize_graph
-    from blastscope.inference.onnx_export import OnnxModel
+    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks
 
-    title = "int8 ONNX (QDQ convolutions) vs float32 ONNX, bundle fold 1"
+    name = f"{kind}_int8"
+    title = ("int8 ONNX (QDQ convolutions) vs float32 ONNX" if kind == "onnx"
+             else "int8 PyTorch (x86 engine, the base network) vs float32 PyTorch") + ", bundle fold 1"
     b = load_bundle(bundle, backend="none")
     fold = b.folds[0]
-    if fold.onnx is None:
-        return CaseResult.skip("onnx_int8", title, "the bundle has no ONNX graphs (export --onnx)")
+    if kind == "onnx" and fold.onnx is None:
+        return CaseResult.skip(name, title, "the bundle has no ONNX graphs (export --onnx)")
     positive = b.class_names.index(b.positive if isinstance(b.positive, str) else b.positive[0])
     check_paths = paths[1::2] or paths
     images = np.stack([b.preprocess(read_image(check_paths[i % len(check_paths)])) for i in range(n_cells)])
     y = np.array([p.stem.endswith("_all") for p in (check_paths[i % len(check_paths)] for i in range(n_cells))], dtype=int)
-    fp32 = OnnxModel(bundle / fold.onnx)
     with tempfile.TemporaryDirectory(prefix="blastscope-int8-") as tmp:
-        if fold.onnx_int8 is not None:
-            source, int8_path = "the bundle's int8 graph (calibrated on fold 1's training cells)", bundle / fold.onnx_int8
+        own = fold.onnx_int8 if kind == "onnx" else fold.torch_int8
+        calib = None if own is not None else np.stack([b.preprocess(read_image(p)) for p in paths[0::2]])
+        source = ("the bundle's int8 (calibrated on fold 1's training cells)" if own is not None
+                  else f"fold 1 quantized here, calibrated on {len(calib)} other sample cells")
+        if kind == "onnx":
+            from blastscope.inference.int8 import quantize_graph
+            from blastscope.inference.onnx_export import OnnxModel
+
+            int8_path = bundle / own if own is not None else Path(tmp) / "int8.onnx"
+            if own is None:
+                quantize_graph(bundle / fold.onnx, int8_path, calib)
+            fp32, q = OnnxModel(bundle / fold.onnx), OnnxModel(int8_path)
         else:
-            calib = np.stack([b.preprocess(read_image(p)) for p in paths[0::2]])
-            int8_path = Path(tmp) / "int8.onnx"
-            quantize_graph(bundle / fold.onnx, int8_path, calib)
-            source = f"fold 1 quantized here, calibrated on {len(calib)} other sample cells"
-        checks = int8_checks(fp32, OnnxModel(int8_path), images, y, positive)
+            from blastscope.inference.torch_int8 import Int8Error, TorchRunner, calibrate, quantize_model
+
+            model, model_input = b.torch_models()[0]
+            try:
+                q = TorchRunner(*b.torch_int8_models()[0]) if own is not None else \
+                    TorchRunner(quantize_model(model, calibrate(model, model_input, calib)), model_input)
+            except Int8Error as e:
+                return CaseResult.skip(name, title, str(e))
+            fp32 = TorchRunner(model, model_input)
+        checks = int8_checks(fp32, q, images, y, positive)
     auc = "" if checks["auc_diff"] is None else f", AUC differs by {checks['auc_diff']:.4f}"
-    return CaseResult("onnx_int8", title, "img/s", checks["int8_img_s"], checks["fp32_img_s"],
+    return CaseResult(name, title, "img/s", checks["int8_img_s"], checks["fp32_img_s"],
                       target=f"label agreement >= {INT8_AGREEMENT:.1%}, AUC diff <= {INT8_AUC_DIFF}; accepted only if both",
                       met=checks["accepted"], agreement={"label_agreement": checks["label_agreement"],
                                                          "auc_diff": checks["auc_diff"], "ok": checks["accepted"]},

@@ -16,8 +16,9 @@ from blastscope.cli import _bar, _console, _fail, main, terminal_safe, threads_o
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle directory to create.")
 @click.option("--arm", default=None, help="Arm to export (default: the recipe's last arm).")
 @click.option("--onnx", is_flag=True, help="Also export every fold model to ONNX (for `predict --backend onnx`).")
-@click.option("--int8", is_flag=True, help="With --onnx: also int8 graphs, calibrated on each fold's training cells and "
-              "kept only if they agree with float32 on its out-of-fold cells (>= 99.5% of labels, AUC within 0.005).")
+@click.option("--int8", is_flag=True, help="Also int8 for PyTorch (and, with --onnx, int8 graphs), calibrated on each fold's "
+              "training cells and kept only if they agree with float32 on its out-of-fold cells (>= 99.5% of labels, AUC "
+              "within 0.005).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
 @threads_option
 def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, int8: bool, overwrite: bool, threads: int) -> None:
@@ -35,15 +36,20 @@ def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, int8: bool
     click.echo(f"bundle: {path}  arm {meta['arm']} ({meta['model']['id']}), {len(meta['folds'])} fold models"
                f"{', ONNX' if onnx else ''}  ({time.perf_counter() - t0:.1f} s)")
     if int8:
-        record = meta["onnx"]["int8"]
-        for f in record["folds"]:
-            auc = "-" if f["auc_diff"] is None else f"{f['auc_diff']:.4f}"
-            click.echo(f"int8 fold {f['fold']}: labels agree with float32 on {f['label_agreement']:.1%} of {f['cells']} "
-                       f"out-of-fold cells, AUC differs by {auc}, speed {f['speedup']:.2f}x float32")
-        if record["accepted"]:
-            click.echo("int8 graphs accepted: `predict --backend onnx` runs them (--precision float32 to choose float32)")
-        else:
-            click.echo(f"warning: int8 graphs rejected ({record['rule']} fails); the bundle keeps float32 only", err=True)
+        kinds = [("PyTorch", meta["int8"], "torch")] + ([("ONNX", meta["onnx"]["int8"], "onnx")] if onnx else [])
+        for kind, record, backend in kinds:
+            if record.get("refused"):
+                click.echo(f"warning: no {kind} int8: {record['refused']}", err=True)
+                continue
+            for f in record["folds"]:
+                auc = "-" if f["auc_diff"] is None else f"{f['auc_diff']:.4f}"
+                click.echo(f"{kind} int8 fold {f['fold']}: labels agree with float32 on {f['label_agreement']:.1%} of "
+                           f"{f['cells']} out-of-fold cells, AUC differs by {auc}, speed {f['speedup']:.2f}x float32")
+            if record["accepted"]:
+                click.echo(f"{kind} int8 accepted: `predict --backend {backend}` runs it (--precision float32 to choose float32)")
+            else:
+                click.echo(f"warning: {kind} int8 rejected ({record['rule']} fails); the bundle keeps float32 only for it",
+                           err=True)
 
 
 def _subject_table(subjects, positive: str | list[str], threshold: float):
@@ -160,7 +166,7 @@ def _check_outputs(out: Path, inputs: list[Path], others: list[Path], overwrite:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N (torch backend).")
 @click.option("--precision", type=click.Choice(["auto", "float32", "int8"]), default="auto", show_default=True,
-              help="onnx backend: int8 graphs of `export --int8` (auto: where the bundle has accepted ones) or float32.")
+              help="int8 of `export --int8` for the chosen backend (auto: where the bundle has accepted it) or float32.")
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one PNG per cell (the cell beside its SmoothGrad heat map in the image domain) into this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist (never an input file).")

@@ -22,7 +22,7 @@ from blastscope.cli import _fail, main, threads_option
               help="onnx: predict with onnxruntime (a bundle exported with --onnx; faster on a CPU; heat maps still "
                    "need PyTorch and captum).")
 @click.option("--precision", type=click.Choice(["auto", "float32", "int8"]), default="auto", show_default=True,
-              help="onnx backend: int8 graphs of `export --int8` (auto: where the bundle has accepted ones) or float32.")
+              help="int8 of `export --int8` for the chosen backend (auto: where the bundle has accepted it) or float32.")
 @threads_option
 def serve_cmd(bundle: Path, db_path: Path, host: str, port: int, add_user: str | None, role: str, password_stdin: bool,
               backend: str, precision: str, threads: int) -> None:
@@ -50,11 +50,12 @@ def serve_cmd(bundle: Path, db_path: Path, host: str, port: int, add_user: str |
     from blastscope.inference.predictor import Predictor
 
     try:
-        app = create_app(bundle, db_path, predictor=Predictor(bundle, backend=backend, precision=precision))
+        predictor = Predictor(bundle, backend=backend, precision=precision)
+        app = create_app(bundle, db_path, predictor=predictor)
     except (BundleError, DatabaseError, ValueError) as e:
         _fail(str(e))
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: other machines can reach this workstation", err=True)
     click.echo(f"blastscope workstation on http://{host}:{port}/ (database {db_path}; predicting with {backend}"
-               f"{f', {precision}' if backend == 'onnx' else ''}); API docs at /docs")
+               f", {predictor.precision}); API docs at /docs")
     uvicorn.run(app, host=host, port=port, log_level="warning")

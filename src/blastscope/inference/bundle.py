@@ -14,6 +14,10 @@ Layout (``<fold>`` is 1-based, Model1..Modelk of the reports)::
     ood_fold<k>.safetensors     the fold CNN's out-of-domain check (:class:`MahalanobisOOD` arrays)
     stain_range.safetensors     the training set's stain reference and range (:class:`StainRange`)
     model_fold<k>.onnx          with ``onnx=True``: uint8 images -> log-probabilities, spectral features
+    model_fold<k>.int8.onnx     with ``int8=True`` and ``onnx=True``, if accepted: the int8 graph
+    int8_fold<k>.safetensors    with ``int8=True``, if accepted: PyTorch int8's activation scales and
+                                zero points (:mod:`blastscope.inference.torch_int8`; the int8
+                                network is rebuilt from the fold's float32 weights at load)
     manifest.json               SHA-256 of every other file (:mod:`blastscope.inference.manifest`)
 
 :func:`load_bundle` verifies the manifest first, then the schema and toolkit major version, then
@@ -57,6 +61,7 @@ class FoldFiles:
     onnx: str | None = None
     ood: str | None = None
     onnx_int8: str | None = None
+    torch_int8: str | None = None
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Bundle:
     _torch: list | None = field(default=None, repr=False)
     _onnx: list | None = field(default=None, repr=False)
     _onnx_precision: str | None = field(default=None, repr=False)
+    _torch_int8: list | None = field(default=None, repr=False)
 
     @property
     def class_names(self) -> list[str]:
@@ -122,6 +128,41 @@ class Bundle:
         if self._torch is None:
             self._torch = [self._build_fold(i) for i in range(len(self.folds))]
         return self._torch
+
+    @property
+    def has_torch_int8(self) -> bool:
+        """Whether ``export --int8`` kept PyTorch int8 parameters for every fold (they passed their checks)."""
+        return bool(self.folds) and all(f.torch_int8 is not None for f in self.folds)
+
+    def int8_refusal(self, kind: str) -> str | None:
+        """Why this bundle has no int8 for ``kind`` ("torch" or "onnx"), in words; None when it has."""
+        if (self.has_torch_int8 if kind == "torch" else self.has_int8):
+            return None
+        record = self.spec.get("int8") if kind == "torch" else (self.spec.get("onnx") or {}).get("int8")
+        if record is None:
+            return "it was exported without --int8"
+        if kind == "torch" and record.get("refused"):
+            return f"int8 does not apply to its model ({record['refused']})"
+        return f"its int8 {'parameters' if kind == 'torch' else 'graphs'} were rejected by their checks (bundle.json " \
+               f"{'int8' if kind == 'torch' else 'onnx.int8'})"
+
+    def torch_int8_models(self) -> list:
+        """``[(int8 model, model_input), ...]`` per fold: the float32 models with their base networks
+        rebuilt in int8 from the bundle's ``int8_fold<k>.safetensors`` (``export --int8``)."""
+        if self._torch_int8 is None:
+            why = self.int8_refusal("torch")
+            if why is not None:
+                raise BundleError(f"{self.path}: no PyTorch int8: {why}")
+            from blastscope.inference.torch_int8 import Int8Error, load_qparams, quantize_model
+
+            out = []
+            for f, (model, model_input) in zip(self.folds, self.torch_models()):
+                try:
+                    out.append((quantize_model(model, load_qparams(self.path / f.torch_int8)), model_input))
+                except Int8Error as e:
+                    raise BundleError(f"{self.path / f.torch_int8}: {e}") from None
+            self._torch_int8 = out
+        return self._torch_int8
 
     def _build_fold(self, i: int):
         import torch
@@ -190,9 +231,7 @@ class Bundle:
             if missing:
                 raise BundleError(f"{self.path}: no ONNX models for fold(s) {missing}; re-export with --onnx")
             if precision == "int8" and not self.has_int8:
-                int8 = (self.spec.get("onnx") or {}).get("int8")
-                why = "its int8 graphs were rejected by their checks (bundle.json onnx.int8)" if int8 else "it was exported without --int8"
-                raise BundleError(f"{self.path}: no int8 graphs: {why}")
+                raise BundleError(f"{self.path}: no int8 graphs: {self.int8_refusal('onnx')}")
             self._onnx = [OnnxModel(self.path / (f.onnx_int8 if precision == "int8" else f.onnx), len(self.class_names),
                                     self._onnx_input(i)) for i, f in enumerate(self.folds)]
             self._onnx_precision = precision
@@ -366,7 +405,7 @@ def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
     except TypeError as e:
         raise BundleError(f"{path / BUNDLE_FILE}: malformed folds entry ({e})") from None
     for f in folds:
-        for name in (f.weights, f.svm, f.input, f.onnx, f.ood, f.onnx_int8):
+        for name in (f.weights, f.svm, f.input, f.onnx, f.ood, f.onnx_int8, f.torch_int8):
             if name is not None and (not isinstance(name, str) or name not in verified):
                 raise BundleError(f"{path / BUNDLE_FILE}: fold {f.fold} names {name!r}, which is not a verified file of the bundle")
     svms: list[SVMArrays | None] = []

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,15 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
     (manifest, schema, tensor shapes; ONNX sessions when ``onnx``) and only then renamed into
     place, so ``out`` is either absent or complete.
 
-    ``int8`` (needs ``onnx``) also writes int8 graphs, calibrated on each fold model's own training
-    cells and accepted only if they agree with float32 on its out-of-fold cells
-    (:func:`_write_int8`); the verdict, the checks and the calibration cells are in ``bundle.json``
-    (``onnx.int8``) either way.
+    ``int8`` also writes PyTorch int8 parameters (and, with ``onnx``, int8 graphs), calibrated on each
+    fold model's own training cells and accepted only if they agree with float32 on its out-of-fold
+    cells (:func:`_write_int8`); the verdicts, the checks and the calibration cells are in
+    ``bundle.json`` (``int8``, ``onnx.int8``) either way.
 
     Raises:
         BundleError: unknown arm, an unfinished fold, ``out`` already exists.
     """
     run_dir, out = Path(run_dir), Path(out)
-    if int8 and not onnx:
-        raise BundleError("int8 graphs are quantized from the ONNX export: pass --onnx with --int8")
     if not (run_dir / "run.json").exists():
         raise BundleError(f"{run_dir}: not a run folder (no run.json)")
     run = json.loads((run_dir / "run.json").read_text())
@@ -124,7 +123,7 @@ def export_bundle(run_dir: Path | str, out: Path | str, arm: str | None = None, 
         if onnx:
             meta["onnx"]["graph_input"] = _write_onnx(tmp, meta, folds)
         if int8:
-            meta["onnx"]["int8"] = _write_int8(tmp, meta, folds, run_dir)
+            _write_int8(tmp, meta, folds, run_dir, onnx)
         (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp)
         _readable(tmp)
@@ -223,21 +222,15 @@ INT8_CALIBRATION_CELLS = 64
 INT8_CHECK_CELLS = 256
 
 
-def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path) -> dict:
-    """Quantize every fold graph; keep them only if every fold passes its checks.
-
-    Fold model k is calibrated on up to 64 of its own training cells (``folds.csv`` rows of the
-    training subjects outside fold k, drawn with seed k) and checked on up to 256 of its
-    out-of-fold cells, which it never trained on and which calibration never read (listed in the
-    returned record, so that can be verified).
-    """
+def _int8_samples(meta: dict, folds: list[FoldFiles], run_dir: Path) -> list[dict]:
+    """Per fold model k: up to 64 of its own training cells for calibration (``folds.csv`` rows of the
+    training subjects outside fold k, drawn with seed k) and up to 256 of its out-of-fold cells for the
+    checks, which it never trained on and which calibration never read."""
     import numpy as np
 
     from blastscope.data.preprocess import load_preprocessed
     from blastscope.engine.atomic import read_safe_csv
     from blastscope.evaluation.operating_point import normalize_positive
-    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks, quantize_graph
-    from blastscope.inference.onnx_export import OnnxModel
 
     rows = read_safe_csv(run_dir / "folds.csv", keep_default_na=False, dtype={"subject_id": str, "label": str})
     prep = Preprocess(**meta["preprocess"])
@@ -253,29 +246,77 @@ def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path) -
             out.append(load_preprocessed(path, prep))
         return np.stack(out)
 
-    records, accepted = [], True
-    for k, f in enumerate(folds):
+    samples = []
+    for k in range(len(folds)):
         train = rows[(rows["fold"] >= 0) & (rows["fold"] != k)]
         held = rows[rows["fold"] == k]
         calib = train.sample(n=min(INT8_CALIBRATION_CELLS, len(train)), random_state=k).sort_index()
         check = held.sample(n=min(INT8_CHECK_CELLS, len(held)), random_state=k).sort_index()
-        name = f"model_fold{f.fold}.int8.onnx"
-        quantize_graph(root / f.onnx, root / name, cells(calib))
-        fp32, q = OnnxModel(root / f.onnx), OnnxModel(root / name)
-        y = check["label"].isin(positive_names).to_numpy()
-        result = int8_checks(fp32, q, cells(check), y, [classes.index(c) for c in positive_names])
-        accepted &= result["accepted"]
-        records.append({"fold": f.fold, "file": name, **result,
+        samples.append({"calib": cells(calib), "check": cells(check), "y": check["label"].isin(positive_names).to_numpy(),
+                        "positive": [classes.index(c) for c in positive_names],
                         "calibration_cells": calib["path"].tolist(), "check_cells": check["path"].tolist()})
-    for f, entry, record in zip(folds, meta["folds"], records):
+    return samples
+
+
+def _int8_verdict(root: Path, folds: list[FoldFiles], entries: list[dict], samples: list[dict], key: str, make) -> dict:
+    """Make every fold's int8 version (``make(k, fold, calibration cells) -> (file, fp32, int8)``), check
+    each on its out-of-fold cells and keep them only if every fold passes (fold entries gain ``key``)."""
+    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks
+
+    records, accepted = [], True
+    for k, (f, s) in enumerate(zip(folds, samples)):
+        name, fp32, q = make(k, f, s["calib"])
+        result = int8_checks(fp32, q, s["check"], s["y"], s["positive"])
+        accepted &= result["accepted"]
+        records.append({"fold": f.fold, "file": name, **result, "calibration_cells": s["calibration_cells"],
+                        "check_cells": s["check_cells"]})
+    for i, (entry, record) in enumerate(zip(entries, records)):
         if accepted:
-            f.onnx_int8 = entry["onnx_int8"] = record["file"]
+            folds[i] = replace(folds[i], **{key: record["file"]})
+            entry[key] = record["file"]
         else:
             (root / record["file"]).unlink()
             record["file"] = None
     verdict = "accepted" if accepted else "rejected"
-    logger.info("int8 graphs %s (%s)", verdict, "; ".join(
+    logger.info("%s int8 %s (%s)", "ONNX" if key == "onnx_int8" else "PyTorch", verdict, "; ".join(
         f"fold {r['fold']}: labels agree on {r['label_agreement']:.1%}, speed {r['speedup']:.2f}x" for r in records))
     return {"accepted": bool(accepted), "rule": f"label agreement >= {INT8_AGREEMENT:.1%} and |AUC difference| <= "
-            f"{INT8_AUC_DIFF} on each fold model's out-of-fold cells", "quantized": "convolutions (QDQ, per-channel int8 "
-            "weights, uint8 activations); stain mixing, DCT and log stay float32", "folds": records}
+            f"{INT8_AUC_DIFF} on each fold model's out-of-fold cells", "folds": records}
+
+
+def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path, onnx: bool) -> None:
+    """PyTorch int8 parameters (and, with ``onnx``, int8 graphs) for every fold model, each kind kept
+    only if every fold passes its checks; the records go to ``meta["int8"]`` and ``meta["onnx"]["int8"]``."""
+    from blastscope.inference.torch_int8 import ENGINE, Int8Error, TorchRunner, calibrate, int8_networks, quantize_model, save_qparams
+
+    samples = _int8_samples(meta, folds, run_dir)
+    partial = Bundle(root, meta, folds, [None] * len(folds), [read_arrays(root, f.input) for f in folds])
+    models = partial.torch_models()
+    try:
+        int8_networks(models[0][0])
+    except Int8Error as e:
+        meta["int8"] = {"accepted": False, "refused": str(e), "folds": []}
+        logger.warning("no PyTorch int8: %s", e)
+    else:
+        def make_torch(k: int, f: FoldFiles, calib):
+            model, model_input = models[k]
+            qparams = calibrate(model, model_input, calib)
+            name = f"int8_fold{f.fold}.safetensors"
+            save_qparams(root / name, qparams, {"fold": f.fold, "calibration_cells": len(calib)})
+            return name, TorchRunner(model, model_input), TorchRunner(quantize_model(model, qparams), model_input)
+
+        meta["int8"] = {**_int8_verdict(root, folds, meta["folds"], samples, "torch_int8", make_torch), "engine": ENGINE,
+                        "quantized": "the base network's convolutions and max-pools (PyTorch x86 engine: per-channel "
+                        "int8 weights, uint8 activations); stain layer, DCT, log, bilinear pooling and linear stay float32"}
+    if onnx:
+        from blastscope.inference.int8 import quantize_graph
+        from blastscope.inference.onnx_export import OnnxModel
+
+        def make_onnx(k: int, f: FoldFiles, calib):
+            name = f"model_fold{f.fold}.int8.onnx"
+            quantize_graph(root / f.onnx, root / name, calib)
+            return name, OnnxModel(root / f.onnx), OnnxModel(root / name)
+
+        meta["onnx"]["int8"] = {**_int8_verdict(root, folds, meta["folds"], samples, "onnx_int8", make_onnx),
+                                "quantized": "convolutions (QDQ, per-channel int8 weights, uint8 activations); stain "
+                                "mixing, DCT and log stay float32"}

@@ -88,9 +88,9 @@ class Predictor:
         alpha: the conformal error rate per class, in (0, 0.5); default the bundle's.
         device: "cpu" (default), "auto", "cuda" or "cuda:N" for the torch backend (the bundle's
             weights are CPU float32 whatever device trained them).
-        precision: "auto" (default: int8 where the onnx backend has accepted int8 graphs from
-            ``export --int8``, else float32), "float32" or "int8" (onnx backend only); the
-            precision that ran is ``self.precision``.
+        precision: "auto" (default: int8 where the bundle has accepted int8 from ``export --int8``
+            for this backend, and for torch the device is the CPU; else float32), "float32" or
+            "int8"; the precision that ran is ``self.precision``.
         progress: progress factory (the CLI passes a tqdm one).
     """
 
@@ -112,23 +112,30 @@ class Predictor:
         self.preprocess = self.bundle.preprocess
         if precision not in ("auto", "float32", "int8"):
             raise ValueError(f"precision must be auto, float32 or int8, got precision={precision!r}")
-        if precision == "int8" and backend != "onnx":
-            raise ValueError("int8 runs on the onnx backend only (--backend onnx)")
-        if precision == "auto":
-            precision = "int8" if backend == "onnx" and self.bundle.has_int8 else "float32"
-        self.precision = precision
-        self._models = self.bundle.torch_models() if backend == "torch" else self.bundle.onnx_models(precision)
         if backend == "torch":
             from blastscope.engine.device import resolve_device
 
             self.device = resolve_device(device)
-            if self.device.type != "cpu":
-                for model, _ in self._models:
-                    model.to(self.device)
         elif device not in ("cpu", "auto"):
             raise ValueError(f"the onnx backend runs on the CPU; --device {device} needs --backend torch")
         else:
             self.device = "cpu"  # onnxruntime's CPU provider; the onnx backend needs no PyTorch at all
+        on_cpu = backend == "onnx" or self.device.type == "cpu"
+        if precision == "auto":
+            has = self.bundle.has_int8 if backend == "onnx" else self.bundle.has_torch_int8
+            precision = "int8" if on_cpu and has else "float32"
+        self.precision = precision
+        if precision == "int8" and not on_cpu:
+            raise ValueError(f"PyTorch int8 runs on the CPU (its quantized engine); --device {device} needs --precision float32")
+        if backend == "onnx":
+            self._models = self.bundle.onnx_models(precision)
+        elif precision == "int8":
+            self._models = self.bundle.torch_int8_models()
+        else:
+            self._models = self.bundle.torch_models()
+            if self.device.type != "cpu":
+                for model, _ in self._models:
+                    model.to(self.device)
         trust = self.bundle.trust
         self.temperatures = self.bundle.temperatures
         self.theta_on = trust.get("theta_on", "raw")
