@@ -38,6 +38,10 @@ def test_predict_case_agrees_with_the_one_image_one_fold_reference(tiny_bundle):
     case = run_case(tiny_bundle, paths, 12, threads=1)
     assert case.agreement["ok"] and case.agreement["cells_compared"] > 0
     assert case.optimised > 0 and case.reference > 0 and isinstance(case.met, bool)
+    assert case.name == "predict_case" and case.extra["precision"] == "float32"  # auto: the bundle has no int8
+    assert "(float32)" in case.title
+    forced = run_case(tiny_bundle, paths, 3, threads=1, precision="float32")
+    assert forced.name == "predict_case_float32" and forced.extra["precision"] == "float32"
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torch"])

@@ -125,6 +125,10 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
 
             say("predict case")
             cases += _guard("predict_case", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells, torch.get_num_threads())])
+            if any(f.get("torch_int8") for f in json.loads((cfg.bundle / "bundle.json").read_text())["folds"]):
+                title = f"predict --precision float32, {cfg.serve_cells} cells end to end (int8's effect on the case)"
+                cases += _guard("predict_case_float32", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells,
+                                                                                  torch.get_num_threads(), precision="float32")])
             if cfg.onnx and all(f.get("onnx") for f in json.loads((cfg.bundle / "bundle.json").read_text())["folds"]):
                 title = f"predict --backend onnx, {cfg.serve_cells} cells end to end"
                 cases += _guard("predict_case_onnx", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells,

@@ -30,9 +30,10 @@ def _timed(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def run_case(bundle: Path, paths: list[Path], n_cells: int, threads: int | None = None, backend: str = "torch") -> CaseResult:
+def run_case(bundle: Path, paths: list[Path], n_cells: int, threads: int | None = None, backend: str = "torch",
+             precision: str = "auto") -> CaseResult:
     """``predict`` on ``n_cells`` cells in a fresh process with ``backend`` (onnx: the lab without
-    PyTorch; that process never imports it) at its default precision (int8 where the bundle kept it)
+    PyTorch; that process never imports it) at ``precision`` (auto: int8 where the bundle kept it)
     against the reference script (PyTorch, one image and one
     fold model at a time)."""
     with tempfile.TemporaryDirectory(prefix="blastscope-case-bench-") as tmp:
@@ -45,21 +46,21 @@ def run_case(bundle: Path, paths: list[Path], n_cells: int, threads: int | None 
             except OSError:
                 shutil.copyfile(src, folder / f"{i:04d}_{src.name}")
         out, ref_out = Path(tmp) / "predict.csv", Path(tmp) / "reference.csv"
-        extra = (["--threads", str(threads)] if threads else []) + ["--backend", backend]
+        extra = (["--threads", str(threads)] if threads else []) + ["--backend", backend, "--precision", precision]
         optimised = _timed([sys.executable, "-m", "blastscope", "predict", str(bundle), str(folder), "--out", str(out), *extra])
         reference = _timed([sys.executable, "-m", "blastscope.bench.case_reference", str(bundle), str(folder), str(ref_out)])
         got = {r["file"]: r for r in csv.DictReader(out.open())}
         ref = {r["file"]: r for r in csv.DictReader(ref_out.open())}
         decided = [f for f, r in ref.items() if _no_tie(r["votes"])]
         same = sum(got[f]["pred"] == ref[f]["pred"] for f in decided) / max(len(decided), 1)
-        precision = json.loads(out.with_suffix(".json").read_text())["settings"]["precision"]
-    name = "predict_case" if backend == "torch" else f"predict_case_{backend}"
-    return CaseResult(name, f"predict --backend {backend} ({precision}), a {n_cells}-cell case end to end (fresh process) vs one image and one fold at a time",
+        ran = json.loads(out.with_suffix(".json").read_text())["settings"]["precision"]
+    name = "predict_case" + ("" if backend == "torch" else f"_{backend}") + ("" if precision == "auto" else f"_{precision}")
+    return CaseResult(name, f"predict --backend {backend} ({ran}), a {n_cells}-cell case end to end (fresh process) vs one image and one fold at a time",
                       "s", optimised, reference, higher_is_better=False, target=">= 8x reference and <= 5 s",
                       met=reference / optimised >= 8.0 and optimised <= 5.0,
                       agreement={"same_label_share": same, "cells_compared": len(decided), "ok": same == 1.0},
                       notes="both in new processes: imports, bundle loading and writing count",
-                      extra={"bundle": str(bundle), "cells": n_cells, "backend": backend, "precision": precision})
+                      extra={"bundle": str(bundle), "cells": n_cells, "backend": backend, "precision": ran})
 
 
 def _no_tie(votes: str) -> bool:
