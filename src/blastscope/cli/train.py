@@ -109,7 +109,9 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
         config = resolve_config(recipe, profile, overrides)
         from blastscope.engine.device import resolve_device
 
-        resolve_device(config.train.device)  # a device this machine lacks is refused before any work
+        from blastscope.engine.distributed import backend_for
+
+        backend = backend_for(resolve_device(config.train.device))  # a device this machine lacks is refused before any work
         index, data_dir, skipped = _load_index(data_dir, config, layout, subjects_csv, skip_invalid)
     except (ConfigError, IndexError_, ValueError) as e:
         _fail(str(e))
@@ -121,7 +123,7 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
         report = run_data_parallel(run_cv, devices, (config, index, out),
                                    {"folds": [f - 1 for f in folds] or None, "progress": _bar, "skip_invalid": skip_invalid,
                                     "skipped": skipped, "data_dir": data_dir},
-                                   threads=max(1, threads // devices) if devices > 1 else None)
+                                   threads=max(1, threads // devices) if devices > 1 else None, backend=backend)
     except (ConfigError, IndexError_, RunFolderError, ValueError, MainProcessError) as e:
         _fail(str(e))  # MainProcessError: a torchrun rank other than 0, whose rank 0 failed (and says why)
     if not report:  # a torchrun rank other than 0

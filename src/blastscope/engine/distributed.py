@@ -1,4 +1,4 @@
-"""Data-parallel training across processes: torch DistributedDataParallel with gloo on CPU.
+"""Data-parallel training across processes: torch DistributedDataParallel, gloo on CPU, NCCL on GPUs.
 
 One training run, ``N`` processes, each holding a full model copy. Every global batch of the
 deterministic epoch order (:func:`blastscope.engine.sampling.epoch_order`) is split across the
@@ -7,7 +7,10 @@ ranks like ``torch.utils.data.DistributedSampler`` does (rank ``r`` takes positi
 that DDP's gradient average equals the gradient of the global-batch mean, and BatchNorm statistics
 are reduced over the global batch (:class:`DistributedBatchNorm2d`; torch's ``SyncBatchNorm``
 refuses CPU tensors). Hence ``N`` processes give the single-process result with the same global
-batch, up to float rounding (tested with 2 gloo processes).
+batch, up to float rounding (tested with 2 gloo processes; the same test runs for 2 GPUs where
+two exist). On CUDA (``train.device`` cuda or auto with a GPU) each process drives one GPU,
+``cuda:<local rank>``, and the group's backend is NCCL (:func:`backend_for`); BatchNorm's
+reductions then run on the GPUs over NCCL too, the same maths as on the CPU.
 
 Launch either way:
 
@@ -39,6 +42,7 @@ __all__ = [
     "DistributedBatchNorm2d",
     "MainProcessError",
     "all_reduce_sum",
+    "backend_for",
     "barrier",
     "broadcast_object",
     "gather_strided",
@@ -47,7 +51,9 @@ __all__ = [
     "is_main_process",
     "launch",
     "launched_by_torchrun",
+    "local_rank",
     "rank",
+    "rank_device",
     "run_data_parallel",
     "run_on_main",
     "shard_positions",
@@ -80,6 +86,40 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """Rank 0 (or the only process): the one that writes files and draws progress bars."""
     return rank() == 0
+
+
+def backend_for(device: torch.device | str) -> str:
+    """The process-group backend for training on ``device``: NCCL for CUDA devices, gloo otherwise.
+
+    Raises:
+        ValueError: CUDA without NCCL in this PyTorch build.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return "gloo"
+    if not (dist.is_available() and dist.is_nccl_available()):
+        raise ValueError("data-parallel training on GPUs needs NCCL, which this PyTorch build lacks; "
+                         "train on one GPU (--devices 1) or install a CUDA build of torch with NCCL")
+    return "nccl"
+
+
+def local_rank() -> int:
+    """This process's index on its machine (torchrun's ``LOCAL_RANK``; else the global rank)."""
+    value = os.environ.get("LOCAL_RANK")
+    return int(value) if value is not None else rank()
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """The device this rank trains on: its own GPU, ``cuda:<local rank>``, when ``device`` is CUDA and
+    the run is data-parallel; ``device`` otherwise."""
+    if device.type == "cuda" and is_distributed():
+        return torch.device("cuda", local_rank())
+    return device
+
+
+def _collective_device() -> torch.device:
+    # NCCL reduces tensors that live on this rank's GPU; gloo reduces CPU tensors
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def barrier() -> None:
@@ -135,9 +175,9 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     """Element-wise sum over ranks (float64); the values themselves when not distributed."""
     if not is_distributed():
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
-    return t.tolist()
+    return t.cpu().tolist()
 
 
 def gather_strided(part: np.ndarray, n_total: int) -> np.ndarray:
@@ -191,10 +231,11 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 def _bn_group() -> Any:
-    # BatchNorm's collectives run on their own group so they never interleave with DDP's buckets.
+    # BatchNorm's collectives run on their own group (the run's backend: gloo, or NCCL on GPUs) so they
+    # never interleave with DDP's buckets.
     global _BN_GROUP
     if _BN_GROUP is None:
-        _BN_GROUP = dist.new_group(backend="gloo")
+        _BN_GROUP = dist.new_group(backend=dist.get_backend())
     return _BN_GROUP
 
 
@@ -251,9 +292,14 @@ def sync_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def wrap_model(model: nn.Module) -> nn.Module:
-    """``DistributedDataParallel(model)`` on CPU (buffers are already identical on every rank)."""
+    """``DistributedDataParallel(model)``, on the model's GPU when it has one (buffers are already
+    identical on every rank)."""
     from torch.nn.parallel import DistributedDataParallel
 
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        return DistributedDataParallel(model, device_ids=[device.index], output_device=device.index,
+                                       forward_sync_buffers=False)
     return DistributedDataParallel(model, forward_sync_buffers=False)
 
 
@@ -263,7 +309,10 @@ def launched_by_torchrun() -> bool:
 
 
 def init_from_env(backend: str = "gloo") -> None:
-    """Join the process group described by the launcher's environment variables."""
+    """Join the process group described by the launcher's environment variables (with NCCL, this
+    process first takes GPU ``LOCAL_RANK``)."""
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=WAIT_TIMEOUT)
     logger.info("process %d of %d joined (%s)", dist.get_rank(), dist.get_world_size(), backend)
@@ -276,15 +325,18 @@ def _free_port() -> int:
 
 
 def _worker(local_rank: int, payload: bytes, nprocs: int, init_method: str, threads: int | None,
-            failures: Any = None) -> None:
+            failures: Any = None, backend: str = "gloo") -> None:
     global _BN_GROUP
     fn, args, kwargs = pickle.loads(payload)
+    os.environ["LOCAL_RANK"] = str(local_rank)
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
     if threads is not None:
         torch.set_num_threads(threads)
     from blastscope.engine.allocator import keep_freed_memory
 
     keep_freed_memory()  # a spawned process starts with glibc's defaults; the command line sets this
-    dist.init_process_group("gloo", init_method=init_method, rank=local_rank, world_size=nprocs, timeout=WAIT_TIMEOUT)
+    dist.init_process_group(backend, init_method=init_method, rank=local_rank, world_size=nprocs, timeout=WAIT_TIMEOUT)
     try:
         if local_rank != 0 and "progress" in kwargs:
             from blastscope.engine.progress import no_progress
@@ -314,8 +366,9 @@ def _root_cause(failures: Any) -> Exception | None:
 
 
 def launch(fn: Callable[..., Any], nprocs: int, args: tuple = (), kwargs: dict[str, Any] | None = None,
-           threads: int | None = None) -> None:
-    """Run ``fn(*args, **kwargs)`` in ``nprocs`` new local processes joined in a gloo group.
+           threads: int | None = None, backend: str = "gloo") -> None:
+    """Run ``fn(*args, **kwargs)`` in ``nprocs`` new local processes joined in a ``backend`` group
+    (gloo; or NCCL, one GPU per process, ``cuda:0`` ... ``cuda:<nprocs - 1>``).
 
     ``fn`` and its arguments must be picklable (a module-level function); each process gets its
     own copy of them (arrays and weights are copied, not shared). ``threads``: torch
@@ -327,6 +380,11 @@ def launch(fn: Callable[..., Any], nprocs: int, args: tuple = (), kwargs: dict[s
     """
     if nprocs < 1:
         raise ValueError(f"nprocs must be >= 1, got nprocs={nprocs}")
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"backend must be gloo or nccl, got backend={backend!r}")
+    if backend == "nccl" and nprocs > torch.cuda.device_count():
+        raise ValueError(f"--devices {nprocs} on GPUs needs {nprocs} GPUs (one per process); this machine has "
+                         f"{torch.cuda.device_count()}")
     import torch.multiprocessing as mp
 
     threads = threads or max(1, (os.cpu_count() or 1) // nprocs)
@@ -336,7 +394,7 @@ def launch(fn: Callable[..., Any], nprocs: int, args: tuple = (), kwargs: dict[s
     payload = pickle.dumps((fn, tuple(args), dict(kwargs or {})))
     failures = mp.get_context("spawn").SimpleQueue()
     try:
-        mp.start_processes(_worker, args=(payload, nprocs, init_method, threads, failures), nprocs=nprocs, join=True,
+        mp.start_processes(_worker, args=(payload, nprocs, init_method, threads, failures, backend), nprocs=nprocs, join=True,
                            start_method="spawn")
     except mp.ProcessRaisedException:
         cause = _root_cause(failures)
@@ -346,8 +404,9 @@ def launch(fn: Callable[..., Any], nprocs: int, args: tuple = (), kwargs: dict[s
 
 
 def run_data_parallel(fn: Callable[..., Any], devices: int, args: tuple = (),
-                      kwargs: dict[str, Any] | None = None, threads: int | None = None) -> bool:
-    """Run ``fn`` data-parallel; returns True in the process that should report results.
+                      kwargs: dict[str, Any] | None = None, threads: int | None = None, backend: str = "gloo") -> bool:
+    """Run ``fn`` data-parallel in a ``backend`` group (:func:`backend_for` the training device);
+    returns True in the process that should report results.
 
     Under torchrun this process joins the launcher's group and runs ``fn`` as its rank (True on
     rank 0 only). Otherwise ``devices > 1`` spawns that many local processes and waits (True);
@@ -357,7 +416,7 @@ def run_data_parallel(fn: Callable[..., Any], devices: int, args: tuple = (),
         raise ValueError(f"devices must be >= 1, got devices={devices}")
     kwargs = dict(kwargs or {})
     if launched_by_torchrun():
-        init_from_env()
+        init_from_env(backend)
         if not is_main_process() and "progress" in kwargs:
             from blastscope.engine.progress import no_progress
 
@@ -373,5 +432,5 @@ def run_data_parallel(fn: Callable[..., Any], devices: int, args: tuple = (),
     if devices == 1:
         fn(*args, **kwargs)
         return True
-    launch(fn, devices, args, kwargs, threads=threads)
+    launch(fn, devices, args, kwargs, threads=threads, backend=backend)
     return True

@@ -172,7 +172,7 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
     seed_everything(cfg.seed)
     from blastscope.engine.device import amp_dtype, autocast, grad_scaler, resolve_device
 
-    device = resolve_device(cfg.device)
+    device = ddp.rank_device(resolve_device(cfg.device))  # data-parallel on GPUs: this rank's own GPU
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
