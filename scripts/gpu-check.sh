@@ -37,6 +37,7 @@ if a.exists() and b.exists():
     x, y = pd.read_csv(a), pd.read_csv(b)
     print("same label share", float((x["pred"].to_numpy() == y["pred"].to_numpy()).mean()), "of", len(x))
 PY
-say "benchmark (CPU cases; GPU cases are not in the benchmark yet)"
-timeout 240 blastscope bench --quick --only inference --json "$OUT/bench.json" 2>&1 | tail -8 | tee -a "$LOG"
+say "benchmark: GPU cases (matmul roofline, training step bf16 vs float32, DCT paths, data waiting, inference) and the protocol estimate"
+timeout 300 blastscope bench --only training --only inference --only gpu --only protocol --json "$OUT/bench.json" 2>&1 \
+    | tail -40 | tee -a "$LOG"
 say "done: $LOG"

@@ -21,7 +21,7 @@ from blastscope.bench.result import CaseResult
 
 __all__ = ["GROUPS", "BenchConfig", "CaseResult", "run_benchmarks"]
 
-GROUPS = ("training", "inference", "data", "latency", "svm", "memory", "protocol", "case", "serve")
+GROUPS = ("training", "inference", "gpu", "data", "latency", "svm", "memory", "protocol", "case", "serve")
 """Case groups ``run_benchmarks(only=...)`` can select (``data`` needs ``training`` for the waiting share)."""
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,23 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
         say("inference")
         cases += _guard("inference_batched", "SDCT-AuxNet-theta inference",
                         lambda: run_inference(cfg, cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2), sgemm))
+    gpu_figures = None
+    if "gpu" in run:
+        title = "GPU training, DCT, data and inference cases"
+        if not torch.cuda.is_available():
+            built = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but sees no GPU"
+            cases.append(CaseResult.skip("gpu", title, f"no CUDA GPU: this PyTorch ({torch.__version__}) is {built}"))
+        else:
+            from blastscope.bench.gpu import run_gpu
+
+            def gpu() -> list[CaseResult]:
+                nonlocal gpu_figures
+                found, gpu_figures = run_gpu(cfg, cell_batch(cells, cfg.batch_size, cfg.image_size, seed=1),
+                                             cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2), torch.device("cuda"))
+                return found
+
+            say("GPU")
+            cases += _guard("gpu", title, gpu)
     if "data" not in run:
         pass
     elif paths:
@@ -158,7 +175,7 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
         inf = byname.get("inference_batched")
         cases += run_protocol(cfg, cfg.batch_size / figures.step.median, cfg.batch_size / figures.reference_step.median,
                               inf.optimised if inf else None, inf.reference if inf else None, figures.flops,
-                              cfg.batch_size)
+                              cfg.batch_size, gpu=gpu_figures)
     return {
         "machine": _machine(torch.get_num_threads()),
         "config": cfg.to_dict(),

@@ -5,7 +5,8 @@ the minority class oversampled to the majority in each fold's training part (sec
 the fold's validation cells predicted after every epoch. CPU time = training images / measured
 training rate + validation images / measured inference rate (data waiting, checkpoints and the
 SVM are not included). GPU time = counted FLOPs (matrix-form DCT, as a GPU would run it) at a
-stated sustained rate.
+stated sustained rate, and, where the ``gpu`` group measured a GPU in the same run, the same
+images at its measured mixed-precision training and float32 prediction rates.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def protocol_images(cfg: BenchConfig, batch: int) -> tuple[int, int]:
 
 
 def run_protocol(cfg: BenchConfig, train_rate: float, ref_train_rate: float, infer_rate: float | None,
-                 ref_infer_rate: float | None, flops: FlopCount, batch: int) -> list[CaseResult]:
+                 ref_infer_rate: float | None, flops: FlopCount, batch: int, gpu=None) -> list[CaseResult]:
+    """The estimates; ``gpu``: :class:`blastscope.bench.gpu.GpuFigures` measured in this run, or None."""
     train_imgs, val_imgs = protocol_images(cfg, batch)
 
     def hours(t_rate: float, i_rate: float | None) -> float:
@@ -35,7 +37,13 @@ def run_protocol(cfg: BenchConfig, train_rate: float, ref_train_rate: float, inf
     gpu_hours = gpu_flop / (cfg.gpu_tflops * 1e12) / 3600.0
     desc = (f"{cfg.protocol_cells:,} cells, {cfg.protocol_folds} folds x {cfg.protocol_epochs} epochs: "
             f"{train_imgs / 1e6:.1f} M training images, {val_imgs / 1e6:.2f} M validation predictions")
-    return [
+    measured = [] if gpu is None else [CaseResult(
+        "protocol_gpu_measured", f"Full C-NMC protocol on this {gpu.name} (estimate from its measured step)", "hours",
+        hours(gpu.train_rate, gpu.infer_rate), hours(train_rate, infer_rate), higher_is_better=False,
+        notes=f"{desc}; reference: this machine's CPU; data loading not included (see gpu_data_wait)",
+        extra={"training_images": train_imgs, "validation_images": val_imgs, "train_img_s": gpu.train_rate,
+               "infer_img_s": gpu.infer_rate, "device": gpu.name})]
+    return measured + [
         CaseResult("protocol_cpu", "Full C-NMC protocol on this machine (estimate)", "hours",
                    hours(train_rate, infer_rate), hours(ref_train_rate, ref_infer_rate), higher_is_better=False,
                    notes=desc, extra={"training_images": train_imgs, "validation_images": val_imgs}),

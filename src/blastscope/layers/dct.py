@@ -5,7 +5,9 @@ products (:func:`blastscope.ops.dct.dct2`) with the DCT matrices held as non-per
 they follow ``.to(device)``, are rebuilt rather than stored in checkpoints, and export to ONNX.
 On the CPU, outside export/tracing, the same transform is computed by scipy's FFT-based DCT
 (:func:`blastscope.ops.dct.dct2_fft`, differentiable, about 4x faster at 350 x 350 and equal to
-the matrix form up to float rounding); ``backend="matrix"`` forces the matrix form.
+the matrix form up to float rounding); ``backend="matrix"`` forces the matrix form. On a GPU,
+``auto`` keeps the matrix products and ``backend="fft"`` computes it with ``torch.fft``
+(:func:`blastscope.ops.dct.dct2_torch_fft`); ``blastscope bench --only gpu`` measures both.
 """
 from __future__ import annotations
 
@@ -16,7 +18,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from blastscope.ops.dct import _exporting, dct2, dct2_fft, dct2_prefolded, dct_matrix, energy_threshold_mask, log_magnitude
+from blastscope.ops.dct import (
+    _exporting,
+    dct2,
+    dct2_fft,
+    dct2_prefolded,
+    dct2_torch_fft,
+    dct_matrix,
+    energy_threshold_mask,
+    log_magnitude,
+)
 
 __all__ = ["DCT2d", "EnergyThresholdDCT"]
 
@@ -70,7 +81,9 @@ class _DCTMatrices(nn.Module):
     def dct(self, x: Tensor) -> Tensor:
         t_h, t_w = self._matrices(x)
         # the matrices are kept up to date on the FFT path too, ready for export
-        return dct2_fft(x) if self._use_fft(x) else dct2(x, t_h, t_w)
+        if not self._use_fft(x):
+            return dct2(x, t_h, t_w)
+        return dct2_fft(x) if x.device.type == "cpu" else dct2_torch_fft(x)
 
     def dct_prefolded(self, x: Tensor) -> Tensor:
         """The DCT of maps whose rows and columns are in :func:`~blastscope.ops.dct.fold_order`
@@ -83,9 +96,9 @@ class _DCTMatrices(nn.Module):
         if self.backend == "matrix" or _exporting():
             return False
         cpu_float = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-        if self.backend == "fft" and not cpu_float:
-            raise ValueError(f"backend='fft' needs CPU float32/float64 input, got device={x.device} dtype={x.dtype}")
-        return cpu_float
+        if self.backend == "fft" and x.device.type == "cpu" and not cpu_float:
+            raise ValueError(f"backend='fft' needs float32/float64 input on the CPU, got dtype={x.dtype}")
+        return cpu_float or (self.backend == "fft" and x.device.type != "cpu")
 
 
 class DCT2d(_DCTMatrices):
