@@ -65,17 +65,21 @@ MARKUP = st.sampled_from(["[/]", "[bold]", "[link=http://x]", "[red]x[/red]", "\
 @given(parts=st.lists(st.one_of(MARKUP, st.text(max_size=4)), max_size=8))
 def test_names_are_shown_literally_without_escape_sequences(parts):
     """Invariant: a name echoed to the terminal holds no ESC/CSI or other control character (but
-    newline and tab), and rich prints it literally: markup is never interpreted."""
+    newline and tab), and rich prints it literally: markup is never interpreted (a tab is shown as
+    spaces to the next tab stop, as a terminal shows it)."""
     from rich.console import Console
 
     name = "".join(parts)
     safe = terminal_safe(name)
     assert not any(c in safe for c in "\x1b\x9b\x07\x08\x7f\r")
-    assert all(c in "\n\t" or ord(c) >= 0x20 for c in safe)
+    assert all(c in "\n\t" or (ord(c) >= 0x20 and not 0x7f <= ord(c) <= 0x9f) for c in safe)
     assert user_text(name).plain == safe
     out = io.StringIO()
     Console(file=out, width=10_000, color_system=None, highlight=False, soft_wrap=True).print(user_text(name), end="")
-    assert out.getvalue() == safe
+    if "\t" in safe:  # shown as spaces to the next tab stop (rich counts cells, not characters)
+        assert out.getvalue().replace(" ", "") == safe.replace("\t", "").replace(" ", "")
+    else:
+        assert out.getvalue() == safe
 
 
 @SETTINGS

@@ -36,12 +36,13 @@ _CONTROL = None
 def terminal_safe(text: object) -> str:
     """``text`` with terminal escape sequences and other control characters (but newlines and tabs)
     removed, for names echoed to a terminal: a file or subject name must not move the cursor,
-    recolour the screen or hide what follows."""
+    recolour the screen or hide what follows. C1 controls (U+0080-U+009F: CSI, OSC, DCS, ...) go
+    too, as 8-bit terminals read them like their ESC forms."""
     global _CONTROL
     import re
 
     if _CONTROL is None:
-        _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b.|[\x00-\x08\x0b-\x1f\x7f\x9b]")
+        _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b.|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
     return _CONTROL.sub("", str(text))
 
 
