@@ -45,7 +45,9 @@ def test_calibration_reads_only_the_fold_models_training_cells(tiny_run, int8_bu
         assert set(checked["subject_id"]).isdisjoint(rows["subject_id"])
         assert fold["calibration_cells"] == twin["calibration_cells"] and fold["check_cells"] == twin["check_cells"]
         assert 0.0 <= fold["label_agreement"] <= 1.0 and fold["fp32_img_s"] > 0 and fold["int8_img_s"] > 0
-        verdict = fold["label_agreement"] >= 0.995 and (fold["auc_diff"] is None or fold["auc_diff"] <= 0.005)
+        assert fold["answer_agreement"] is not None  # the fold's answers (theta rule and SVM) are checked too
+        verdict = (fold["label_agreement"] >= 0.995 and fold["answer_agreement"] >= 0.995
+                   and (fold["auc_diff"] is None or fold["auc_diff"] <= 0.005))
         assert fold["accepted"] == verdict
         name = "PyTorch" if kind == "torch" else "ONNX"
         assert f"{name} int8 fold {fold['fold']}: labels agree with float32 on {fold['label_agreement']:.1%}" in output
@@ -156,3 +158,27 @@ def test_accepted_int8_is_what_predict_runs(tiny_run, tmp_path, monkeypatch):
     got = torch_pred.predict_images(images)
     assert got.fold_cnn_proba.shape == (3, len(images), 2)
     np.testing.assert_allclose(np.log(got.fold_cnn_proba[0]), rebuilt, atol=1e-5)
+
+
+def test_int8_is_rejected_when_the_folds_answers_differ_though_the_cnn_labels_agree():
+    """The SVM reads the int8 model's features: answers that change there reject int8 even when every
+    CNN label is the same."""
+    import numpy as np
+
+    from blastscope.inference.int8 import int8_checks
+
+    logp = np.log(np.array([[0.55, 0.45], [0.45, 0.55]] * 8))
+    fp32 = lambda x: (logp[:len(x)], np.zeros((len(x), 3)))  # noqa: E731
+    int8 = lambda x: (logp[:len(x)], np.ones((len(x), 3)))  # noqa: E731
+
+    def answer(lp, feats):  # an "SVM" that answers from the features
+        labels = (feats[:, 0] > 0.5).astype(int) ^ (np.arange(len(lp)) % 2)
+        return labels, np.exp(lp)
+
+    images = np.zeros((16, 4, 4, 3), np.uint8)
+    y = np.arange(16) % 2
+    checked = int8_checks(fp32, int8, images, y, 1, answer=answer)
+    assert checked["label_agreement"] == 1.0 and checked["answer_agreement"] == 0.0 and not checked["accepted"]
+    plain = int8_checks(fp32, int8, images, y, 1)
+    assert plain["answer_agreement"] is None and plain["accepted"]
+

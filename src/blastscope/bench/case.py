@@ -119,13 +119,22 @@ def run_int8(bundle: Path, paths: list[Path], n_cells: int, kind: str = "onnx") 
             except Int8Error as e:
                 return CaseResult.skip(name, title, str(e))
             fp32 = TorchRunner(model, model_input)
-        checks = int8_checks(fp32, q, images, y, positive)
+        from blastscope.inference.predictor import fold_answer
+
+        def answer(logp, feats):  # fold 1's answers: the theta rule with its SVM, as predict gives them
+            _, labels, _, proba, _ = fold_answer(logp, feats, b.svms[0], b.fold_thetas[0], b.temperatures[0],
+                                                 b.trust.get("theta_on", "raw"))
+            return labels, proba
+
+        checks = int8_checks(fp32, q, images, y, positive, answer=answer)
     auc = "" if checks["auc_diff"] is None else f", AUC differs by {checks['auc_diff']:.4f}"
     return CaseResult(name, title, "img/s", checks["int8_img_s"], checks["fp32_img_s"],
                       target=f"label agreement >= {INT8_AGREEMENT:.1%}, AUC diff <= {INT8_AUC_DIFF}; accepted only if both",
                       met=checks["accepted"], agreement={"label_agreement": checks["label_agreement"],
+                                                         "answer_agreement": checks["answer_agreement"],
                                                          "auc_diff": checks["auc_diff"], "ok": checks["accepted"]},
                       notes=("accepted" if checks["accepted"] else "rejected") + f": labels agree on "
-                            f"{checks['label_agreement']:.1%} of {n_cells} cells{auc}; {source}; int8 changes the "
+                            f"{checks['label_agreement']:.1%} of {n_cells} cells (the fold's answers with its SVM: "
+                            f"{checks['answer_agreement']:.1%}){auc}; {source}; int8 changes the "
                             f"log-probabilities by up to {checks['max_abs_logp_diff']:.2g}",
                       extra=checks)

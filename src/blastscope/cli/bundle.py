@@ -43,8 +43,9 @@ def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, int8: bool
                 continue
             for f in record["folds"]:
                 auc = "-" if f["auc_diff"] is None else f"{f['auc_diff']:.4f}"
-                click.echo(f"{kind} int8 fold {f['fold']}: labels agree with float32 on {f['label_agreement']:.1%} of "
-                           f"{f['cells']} out-of-fold cells, AUC differs by {auc}, speed {f['speedup']:.2f}x float32")
+                answers = "" if f.get("answer_agreement") is None else f" (the fold's answers: {f['answer_agreement']:.1%})"
+                click.echo(f"{kind} int8 fold {f['fold']}: labels agree with float32 on {f['label_agreement']:.1%}{answers} "
+                           f"of {f['cells']} out-of-fold cells, AUC differs by {auc}, speed {f['speedup']:.2f}x float32")
             if record["accepted"]:
                 click.echo(f"{kind} int8 accepted: `predict --backend {backend}` runs it (--precision float32 to choose float32)")
             else:

@@ -41,7 +41,8 @@ from blastscope.estimators.svm_arrays import SVMArrays
 from blastscope.evaluation.operating_point import normalize_positive
 from blastscope.inference.manifest import BundleError, verify_manifest
 
-__all__ = ["SCHEMA_VERSION", "BUNDLE_FILE", "FORMAT", "Bundle", "BundleError", "FoldFiles", "load_bundle", "read_arrays"]
+__all__ = ["SCHEMA_VERSION", "BUNDLE_FILE", "FORMAT", "Bundle", "BundleError", "FoldFiles", "load_bundle", "read_arrays",
+           "read_svm"]
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +255,21 @@ def read_arrays(root: Path, name: str | None) -> dict[str, np.ndarray]:
         raise BundleError(f"{root / name}: not a valid safetensors file ({e})") from None
 
 
+def read_svm(root: Path, name: str | None) -> SVMArrays | None:
+    """A fold's SVM (``svm_fold<k>.safetensors``), None for a fold without one."""
+    if name is None:
+        return None
+    try:
+        svm = SVMArrays.from_arrays(_scalars_0d(read_arrays(root, name)))
+    except ValueError as e:
+        raise BundleError(f"{root / name}: not usable SVM arrays ({e})") from None
+    if svm.platt_a_ is None:
+        raise BundleError(f"{root / name}: the SVM has no probability (no Platt scaling, 'platt_a'); it was made by "
+                          "an older blastscope whose SVM-answered cells showed the CNN's probability. Run the "
+                          "cross-validation again with this version and export a new bundle")
+    return svm
+
+
 def _scalars_0d(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``gamma``/``C``/``platt_a`` as 0-d arrays: run folders may store them with shape (1,) because
     ``np.ascontiguousarray`` promotes 0-d arrays, which ``SpectralSVM.from_arrays`` cannot take."""
@@ -408,20 +424,7 @@ def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
         for name in (f.weights, f.svm, f.input, f.onnx, f.ood, f.onnx_int8, f.torch_int8):
             if name is not None and (not isinstance(name, str) or name not in verified):
                 raise BundleError(f"{path / BUNDLE_FILE}: fold {f.fold} names {name!r}, which is not a verified file of the bundle")
-    svms: list[SVMArrays | None] = []
-    for f in folds:
-        if f.svm is None:
-            svms.append(None)
-            continue
-        try:
-            svm = SVMArrays.from_arrays(_scalars_0d(read_arrays(path, f.svm)))
-        except ValueError as e:
-            raise BundleError(f"{path / f.svm}: not usable SVM arrays ({e})") from None
-        if svm.platt_a_ is None:
-            raise BundleError(f"{path / f.svm}: the SVM has no probability (no Platt scaling, 'platt_a'); it was made by "
-                              "an older blastscope whose SVM-answered cells showed the CNN's probability. Run the "
-                              "cross-validation again with this version and export a new bundle")
-        svms.append(svm)
+    svms = [read_svm(path, f.svm) for f in folds]
     bundle = Bundle(path, meta, folds, svms, [read_arrays(path, f.input) for f in folds],
                     oods=[_ood(path, f.ood) for f in folds], stain_range=_stain(path, meta, verified))
     if backend == "torch":

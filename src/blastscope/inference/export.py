@@ -30,6 +30,7 @@ from blastscope.inference.bundle import (
     FoldFiles,
     load_bundle,
     read_arrays,
+    read_svm,
 )
 from blastscope.inference.manifest import write_manifest
 from blastscope.inference.model_card import model_card
@@ -258,15 +259,25 @@ def _int8_samples(meta: dict, folds: list[FoldFiles], run_dir: Path) -> list[dic
     return samples
 
 
-def _int8_verdict(root: Path, folds: list[FoldFiles], entries: list[dict], samples: list[dict], key: str, make) -> dict:
+def _int8_verdict(root: Path, folds: list[FoldFiles], entries: list[dict], samples: list[dict], key: str, make,
+                  bundle: Bundle) -> dict:
     """Make every fold's int8 version (``make(k, fold, calibration cells) -> (file, fp32, int8)``), check
-    each on its out-of-fold cells and keep them only if every fold passes (fold entries gain ``key``)."""
+    each on its out-of-fold cells (the CNN's labels and the fold's answers with its theta rule and
+    SVM, as ``predict`` gives them) and keep them only if every fold passes (fold entries gain ``key``)."""
     from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks
+    from blastscope.inference.predictor import fold_answer
 
+    theta_on = bundle.trust.get("theta_on", "raw")
     records, accepted = [], True
     for k, (f, s) in enumerate(zip(folds, samples)):
         name, fp32, q = make(k, f, s["calib"])
-        result = int8_checks(fp32, q, s["check"], s["y"], s["positive"])
+
+        def answer(logp, feats, k=k):
+            _, labels, _, proba, _ = fold_answer(logp, feats, bundle.svms[k], bundle.fold_thetas[k],
+                                                 bundle.temperatures[k], theta_on)
+            return labels, proba
+
+        result = int8_checks(fp32, q, s["check"], s["y"], s["positive"], answer=answer)
         accepted &= result["accepted"]
         records.append({"fold": f.fold, "file": name, **result, "calibration_cells": s["calibration_cells"],
                         "check_cells": s["check_cells"]})
@@ -280,8 +291,9 @@ def _int8_verdict(root: Path, folds: list[FoldFiles], entries: list[dict], sampl
     verdict = "accepted" if accepted else "rejected"
     logger.info("%s int8 %s (%s)", "ONNX" if key == "onnx_int8" else "PyTorch", verdict, "; ".join(
         f"fold {r['fold']}: labels agree on {r['label_agreement']:.1%}, speed {r['speedup']:.2f}x" for r in records))
-    return {"accepted": bool(accepted), "rule": f"label agreement >= {INT8_AGREEMENT:.1%} and |AUC difference| <= "
-            f"{INT8_AUC_DIFF} on each fold model's out-of-fold cells", "folds": records}
+    return {"accepted": bool(accepted), "rule": f"label agreement >= {INT8_AGREEMENT:.1%} (the CNN's and the fold's "
+            f"answers with its theta rule and SVM) and |AUC difference| <= {INT8_AUC_DIFF} (the answered probability) "
+            "on each fold model's out-of-fold cells", "folds": records}
 
 
 def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path, onnx: bool) -> None:
@@ -290,7 +302,7 @@ def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path, o
     from blastscope.inference.torch_int8 import ENGINE, Int8Error, TorchRunner, calibrate, int8_networks, quantize_model, save_qparams
 
     samples = _int8_samples(meta, folds, run_dir)
-    partial = Bundle(root, meta, folds, [None] * len(folds), [read_arrays(root, f.input) for f in folds])
+    partial = Bundle(root, meta, folds, [read_svm(root, f.svm) for f in folds], [read_arrays(root, f.input) for f in folds])
     models = partial.torch_models()
     try:
         int8_networks(models[0][0])
@@ -305,7 +317,7 @@ def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path, o
             save_qparams(root / name, qparams, {"fold": f.fold, "calibration_cells": len(calib)})
             return name, TorchRunner(model, model_input), TorchRunner(quantize_model(model, qparams), model_input)
 
-        meta["int8"] = {**_int8_verdict(root, folds, meta["folds"], samples, "torch_int8", make_torch), "engine": ENGINE,
+        meta["int8"] = {**_int8_verdict(root, folds, meta["folds"], samples, "torch_int8", make_torch, partial), "engine": ENGINE,
                         "quantized": "the base network's convolutions and max-pools (PyTorch x86 engine: per-channel "
                         "int8 weights, uint8 activations); stain layer, DCT, log, bilinear pooling and linear stay float32"}
     if onnx:
@@ -317,6 +329,6 @@ def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path, o
             quantize_graph(root / f.onnx, root / name, calib)
             return name, OnnxModel(root / f.onnx), OnnxModel(root / name)
 
-        meta["onnx"]["int8"] = {**_int8_verdict(root, folds, meta["folds"], samples, "onnx_int8", make_onnx),
+        meta["onnx"]["int8"] = {**_int8_verdict(root, folds, meta["folds"], samples, "onnx_int8", make_onnx, partial),
                                 "quantized": "convolutions (QDQ, per-channel int8 weights, uint8 activations); stain "
                                 "mixing, DCT and log stay float32"}

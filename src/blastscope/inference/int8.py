@@ -4,7 +4,8 @@
 weights, uint8 activations, the convolutions only; the stain mixing, DCT products and log stay
 float32, as the DCT sums 350 coefficients whose precision int8 cannot keep) calibrated on
 training cells. ``int8_checks`` compares it with the float32 graph on held-out cells: it is
-accepted only where the labels agree on >= 99.5% of the cells and the AUC differs by <= 0.005
+accepted only where the labels agree on >= 99.5% of the cells (the CNN's, and the fold's answers
+after the theta rule with its SVM, which reads the int8 features) and the AUC differs by <= 0.005
 (issue 19's rule), and the speed of both is measured in the same run.
 
 Measured on the 2-core AMD EPYC of the README (``blastscope bench``, case ``onnx_int8``): the
@@ -67,20 +68,26 @@ def _copy_metadata(src: Path, dst: Path) -> None:
     onnx.save(graph, str(dst))
 
 
-def int8_checks(fp32, int8, images: np.ndarray, y: np.ndarray, positive: int | list[int], batch: int = 64) -> dict:
-    """Labels and AUC of the int8 graph against float32 on held-out ``images`` (labels ``y``, 1 = positive).
+def int8_checks(fp32, int8, images: np.ndarray, y: np.ndarray, positive: int | list[int], batch: int = 64,
+                answer=None) -> dict:
+    """Labels and AUC of the int8 model against float32 on held-out ``images`` (labels ``y``, 1 = positive).
 
-    ``positive``: the positive class's column, or the columns of several positive classes (the
-    AUC then scores their summed probability).
-
-    ``fp32``/``int8``: :class:`~blastscope.inference.onnx_export.OnnxModel`. Returns agreement, AUC
-    difference (None when ``y`` has one class), both speeds (img/s, interleaved, best of 3) and
-    ``accepted``.
+    ``fp32``/``int8``: callables ``model(uint8 images) -> (log-probabilities, spectral features)``
+    (:class:`~blastscope.inference.onnx_export.OnnxModel`,
+    :class:`~blastscope.inference.torch_int8.TorchRunner`). ``positive``: the positive class's
+    column, or the columns of several positive classes (the AUC then scores their summed probability).
+    ``answer``: ``answer(log-probabilities, features) -> (labels, probabilities)``, what the fold
+    model answers (:func:`~blastscope.inference.predictor.fold_answer`: the theta rule with its SVM,
+    which reads the int8 model's features too); the answers must then agree as well, and the AUC
+    scores the answered probability. Returns both agreements, the AUC difference (None when ``y``
+    has one class), both speeds (img/s, interleaved, best of 3) and ``accepted``.
     """
     from sklearn.metrics import roc_auc_score
 
-    def run(model) -> np.ndarray:
-        return np.concatenate([model(images[i:i + batch])[0] for i in range(0, len(images), batch)])
+    def run(model) -> tuple[np.ndarray, np.ndarray | None]:
+        parts = [model(images[i:i + batch]) for i in range(0, len(images), batch)]
+        feats = [f for _, f in parts]
+        return np.concatenate([lp for lp, _ in parts]), (np.concatenate(feats) if all(f is not None for f in feats) else None)
 
     out = {"fp32": run(fp32), "int8": run(int8)}
     seconds = {"fp32": [], "int8": []}
@@ -89,18 +96,28 @@ def int8_checks(fp32, int8, images: np.ndarray, y: np.ndarray, positive: int | l
             t0 = time.perf_counter()
             run(model)
             seconds[key].append(time.perf_counter() - t0)
-    agreement = float((out["fp32"].argmax(1) == out["int8"].argmax(1)).mean())
+    logp = {key: lp for key, (lp, _) in out.items()}
+    agreement = float((logp["fp32"].argmax(1) == logp["int8"].argmax(1)).mean())
+    if answer is not None:
+        answers = {key: answer(lp, f) for key, (lp, f) in out.items()}
+        labels = {key: np.asarray(a[0]) for key, a in answers.items()}
+        proba = {key: np.asarray(a[1]) for key, a in answers.items()}
+        answer_agreement = float((labels["fp32"] == labels["int8"]).mean())
+    else:
+        proba = {key: np.exp(lp) for key, lp in logp.items()}
+        answer_agreement = None
     y = np.asarray(y).astype(int)
     both = len(set(y.tolist())) == 2
     columns = [positive] if isinstance(positive, int) else list(positive)
 
-    def score(logp: np.ndarray) -> np.ndarray:
-        return np.exp(logp[:, columns]).sum(axis=1)
+    def score(p: np.ndarray) -> np.ndarray:
+        return p[:, columns].sum(axis=1)
 
-    auc_diff = abs(roc_auc_score(y, score(out["fp32"])) - roc_auc_score(y, score(out["int8"]))) if both else None
+    auc_diff = abs(roc_auc_score(y, score(proba["fp32"])) - roc_auc_score(y, score(proba["int8"]))) if both else None
     rate = {key: len(images) / min(t) for key, t in seconds.items()}
-    accepted = agreement >= INT8_AGREEMENT and (auc_diff is None or auc_diff <= INT8_AUC_DIFF)
-    return {"cells": int(len(images)), "label_agreement": agreement, "auc_diff": auc_diff,
-            "max_abs_logp_diff": float(np.abs(out["fp32"] - out["int8"]).max()),
+    accepted = (agreement >= INT8_AGREEMENT and (answer_agreement is None or answer_agreement >= INT8_AGREEMENT)
+                and (auc_diff is None or auc_diff <= INT8_AUC_DIFF))
+    return {"cells": int(len(images)), "label_agreement": agreement, "answer_agreement": answer_agreement,
+            "auc_diff": auc_diff, "max_abs_logp_diff": float(np.abs(logp["fp32"] - logp["int8"]).max()),
             "fp32_img_s": rate["fp32"], "int8_img_s": rate["int8"], "speedup": rate["int8"] / rate["fp32"],
             "accepted": bool(accepted)}

@@ -33,11 +33,33 @@ from blastscope.evaluation.ensemble import majority_vote
 from blastscope.inference.bundle import Bundle, load_bundle
 from blastscope.inference.files import BadFile
 
-__all__ = ["Predictor", "CellPredictions", "PredictionResult", "BACKENDS"]
+__all__ = ["Predictor", "CellPredictions", "PredictionResult", "BACKENDS", "fold_answer"]
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
+
+
+def fold_answer(logp: np.ndarray, feats: np.ndarray | None, svm, theta: float | None, temperature: float | None,
+                theta_on: str = "raw") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What one fold model answers for N cells from its CNN's log-probabilities and spectral features.
+
+    The theta rule (Gehlot et al. 2020 eqs. 4-5) with the fold's SVM where it has one: cells whose
+    CNN confidence (raw, or temperature-scaled with ``theta_on="calibrated"``) is at most ``theta``
+    are answered by the SVM, with its Platt probability. Returns (CNN softmax, labels, "cnn"/"svm"
+    per cell, probability of the classifier that answered, the same with the CNN's temperature).
+    """
+    from blastscope.evaluation.calibration import apply_temperature
+
+    cnn_proba = np.exp(logp.astype(np.float64))
+    cnn_proba /= cnn_proba.sum(axis=1, keepdims=True)
+    cal_cnn = cnn_proba if temperature is None else apply_temperature(cnn_proba, temperature)
+    if svm is None or theta is None:
+        return cnn_proba, cnn_proba.argmax(axis=1), np.full(len(logp), "cnn"), cnn_proba, cal_cnn
+    svm_pred, svm_proba = svm.predict_and_proba(feats)
+    pred, source = theta_combine(cal_cnn if theta_on == "calibrated" else cnn_proba, svm_pred.astype(np.int64), theta)
+    by_svm = (source == "svm")[:, None]
+    return cnn_proba, pred, source, np.where(by_svm, svm_proba, cnn_proba), np.where(by_svm, svm_proba, cal_cnn)
 
 
 @dataclass
@@ -176,26 +198,14 @@ class Predictor:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) == 0:
             raise ValueError(f"images must be a non-empty uint8 N x H x W x 3 array, got {images.dtype} {images.shape}")
-        from blastscope.evaluation.calibration import apply_temperature
         from blastscope.evaluation.conformal import prediction_sets
 
         probas, cal_probas, cnn_probas, preds, sources, ratios, flags = [], [], [], [], [], [], []
         oods = self.bundle.oods or [None] * len(self.bundle.svms)
         for i, svm in enumerate(self.bundle.svms):
             logp, feats = self._fold_outputs(i, images, spectral=svm is not None or oods[i] is not None)
-            cnn_proba = np.exp(logp.astype(np.float64))
-            cnn_proba /= cnn_proba.sum(axis=1, keepdims=True)
-            t = self.temperatures[i]
-            cal_cnn = cnn_proba if t is None else apply_temperature(cnn_proba, t)
-            proba, cal = cnn_proba, cal_cnn
-            if svm is not None and self.thetas[i] is not None:
-                svm_pred, svm_proba = svm.predict_and_proba(feats)
-                theta_input = cal_cnn if self.theta_on == "calibrated" else cnn_proba
-                pred, source = theta_combine(theta_input, svm_pred.astype(np.int64), self.thetas[i])
-                by_svm = (source == "svm")[:, None]
-                proba, cal = np.where(by_svm, svm_proba, cnn_proba), np.where(by_svm, svm_proba, cal_cnn)
-            else:
-                pred, source = cnn_proba.argmax(axis=1), np.full(len(images), "cnn")
+            cnn_proba, pred, source, proba, cal = fold_answer(logp, feats, svm, self.thetas[i], self.temperatures[i],
+                                                              self.theta_on)
             if oods[i] is not None:
                 score, flag = oods[i].flag(feats)
                 ratios.append(score / max(oods[i].threshold_, 1e-12))
