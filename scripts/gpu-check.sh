@@ -15,8 +15,8 @@ say "machine"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 say "install (keeps the machine's torch)"
 pip install -q -e ".[all]" 2>&1 | tail -3 | tee -a "$LOG"
-say "CUDA tests"
-timeout 240 python3 -m pytest -q -p no:cacheprovider -rs tests/engine/test_device.py tests/engine/test_distributed.py 2>&1 | tail -5 | tee -a "$LOG"
+say "CUDA tests (marked gpu: training on the GPU, CPU prediction of its weights, a seeded deterministic run repeated, GPU vs CPU training, 2 GPUs with NCCL where two exist)"
+timeout 240 python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/ 2>&1 | tail -8 | tee -a "$LOG"
 say "one fold, default recipe sdct_auxnet, 350 px, 5 epochs, float32 then mixed precision"
 for amp in off auto; do
   /usr/bin/time -f "amp $amp: %e s wall" timeout 240 blastscope cv sdct_auxnet --device cuda --fold 1 \

@@ -23,7 +23,8 @@ def test_gpu_cases_on_the_cpu_agree_and_report_fractions():
     cells = rng.integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
     cases, figures = run_gpu(_cfg(), batch, cells, torch.device("cpu"), matmul_n=64)
     by = {c.name: c for c in cases}
-    assert list(by) == ["gpu_matmul", "gpu_train_step", "gpu_dct", "gpu_data_wait", "gpu_inference"]
+    assert list(by) == ["gpu_matmul", "gpu_train_step", "gpu_channels_last", "gpu_cudnn_benchmark", "gpu_pinned_copy",
+                        "gpu_vs_cpu_step", "gpu_dct", "gpu_data_wait", "gpu_inference"]
     for c in cases:
         assert c.optimised > 0 and c.reference > 0 and c.skipped is None, c.name
         if c.agreement is not None:
@@ -33,6 +34,7 @@ def test_gpu_cases_on_the_cpu_agree_and_report_fractions():
     assert step.agreement["same_argmax_share"] >= 0.5
     assert 0.0 <= by["gpu_data_wait"].optimised <= 1.0 and 0.0 <= by["gpu_data_wait"].reference <= 1.0
     assert by["gpu_inference"].agreement["max_abs_logp_diff"] == 0.0  # both on the CPU: the same computation
+    assert by["gpu_vs_cpu_step"].agreement["max_abs_weight_diff_after_step"] == 0.0
     assert figures.train_rate == step.optimised and figures.infer_rate == by["gpu_inference"].optimised
 
 
@@ -60,3 +62,17 @@ def test_gpu_group_is_skipped_without_cuda_saying_why():
     out = run_benchmarks(True, config=_cfg(), only=("gpu",))
     (case,) = out["cases"]
     assert case["name"] == "gpu" and case["skipped"].startswith("no CUDA GPU: this PyTorch") and torch.__version__ in case["skipped"]
+
+
+def test_bench_device_option_skips_or_refuses():
+    from dataclasses import replace
+
+    from click.testing import CliRunner
+
+    from blastscope.cli import main
+
+    out = run_benchmarks(True, config=replace(_cfg(), device="cpu"), only=("gpu",))
+    assert [c["skipped"] for c in out["cases"]] == ["--device cpu"]
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(main, ["bench", "--quick", "--only", "gpu", "--device", "cuda"])
+        assert r.exit_code == 2 and "device 'cuda' was asked for" in r.output

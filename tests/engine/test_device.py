@@ -8,7 +8,7 @@ import torch
 
 from blastscope.engine.device import DeviceError, amp_dtype, grad_scaler, model_device, resolve_device
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+gpu = pytest.mark.gpu  # skipped without CUDA (tests/conftest.py)
 
 
 def test_resolution_and_errors():
@@ -41,7 +41,7 @@ def test_config_and_cli_refuse_a_device_that_is_not_there(tiny_synthetic, tmp_pa
     assert r.exit_code == 2 and "device 'cuda' was asked for" in r.output and not (tmp_path / "r").exists()
 
 
-def _tiny_fit(tmp_path, amp: str, device: str = "cpu"):
+def _tiny_fit(tmp_path, amp: str, device: str = "cpu", deterministic: bool = False, name: str | None = None):
     from blastscope.config import TrainConfig
     from blastscope.engine.trainer import fit
     from blastscope.models import create_model
@@ -52,8 +52,8 @@ def _tiny_fit(tmp_path, amp: str, device: str = "cpu"):
     y = (np.arange(48) % 2 == 0).astype(np.int64)
     torch.manual_seed(0)
     model = create_model("sd_net", num_classes=2)
-    cfg = TrainConfig(epochs=2, batch_size=16, device=device, amp=amp)
-    fit(model, x[:32], y[:32], x[32:], y[32:], cfg, tmp_path / amp)
+    cfg = TrainConfig(epochs=2, batch_size=16, device=device, amp=amp, deterministic=deterministic)
+    fit(model, x[:32], y[:32], x[32:], y[32:], cfg, tmp_path / (name or amp))
     return model, x
 
 
@@ -81,3 +81,53 @@ def test_cuda_training_and_cpu_prediction_of_the_same_weights(tmp_path):
     load_weights(cpu, tmp_path / "auto" / "best.safetensors")
     on_cpu = predict_arrays(cpu.eval(), x)[0]
     assert (on_gpu.argmax(1) == on_cpu.argmax(1)).mean() >= 0.95
+
+
+def _same_weights(a, b) -> bool:
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(str(a / "best.safetensors")), load_file(str(b / "best.safetensors"))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_seeded_deterministic_run_repeats_exactly_on_the_cpu(tmp_path):
+    _tiny_fit(tmp_path, "off", deterministic=True, name="a")
+    _tiny_fit(tmp_path, "off", deterministic=True, name="b")
+    assert _same_weights(tmp_path / "a", tmp_path / "b")
+
+
+@gpu
+def test_a_seeded_deterministic_run_repeats_exactly_on_the_same_gpu(tmp_path):
+    _tiny_fit(tmp_path, "off", device="cuda", deterministic=True, name="a")
+    _tiny_fit(tmp_path, "off", device="cuda", deterministic=True, name="b")
+    assert _same_weights(tmp_path / "a", tmp_path / "b")
+
+
+@gpu
+def test_gpu_and_cpu_training_end_close(tmp_path):
+    """float32 on both, the same seed and batches: cuDNN's kernels round differently, so the weights
+    differ a little; the predictions of the two models must still agree."""
+    from blastscope.engine.inference import predict_arrays
+
+    gpu_model, x = _tiny_fit(tmp_path, "off", device="cuda", deterministic=True, name="gpu")
+    cpu_model, _ = _tiny_fit(tmp_path, "off", device="cpu", deterministic=True, name="cpu")
+    a, b = predict_arrays(gpu_model, x)[0], predict_arrays(cpu_model, x)[0]
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
+
+
+def test_a_run_trained_on_a_gpu_exports_and_predicts_on_a_cpu(tiny_run, tmp_path, cnmc_samples):
+    """A run folder whose config says train.device cuda (trained on a GPU) exports and predicts here:
+    weights are stored as CPU float32 whatever device trained them, and export runs no device."""
+    import shutil
+
+    from blastscope.inference.export import export_bundle
+    from blastscope.inference.predictor import Predictor
+
+    run = tmp_path / "gpu-run"
+    shutil.copytree(tiny_run, run)
+    config = (run / "config.yaml").read_text()
+    assert "device: auto" in config
+    (run / "config.yaml").write_text(config.replace("device: auto", "device: cuda"))
+    bundle = export_bundle(run, tmp_path / "bundle")
+    result = Predictor(bundle).predict_files(sorted(cnmc_samples.glob("*.bmp"))[:3])
+    assert (result.cells["status"] == "ok").all()

@@ -129,6 +129,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     _two_process_equivalence(tmp_path, "cpu", "gloo", rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 def test_two_gpus_with_nccl_match_one_gpu_with_the_same_global_batch(tmp_path):
     """The same invariant on 2 GPUs (NCCL, one process per GPU) against one GPU; cuDNN's TF32

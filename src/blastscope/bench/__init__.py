@@ -99,17 +99,21 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
                         lambda: run_inference(cfg, cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2), sgemm))
     gpu_figures = None
     if "gpu" in run:
+        from blastscope.engine.device import resolve_device
+
         title = "GPU training, DCT, data and inference cases"
-        if not torch.cuda.is_available():
+        device = resolve_device(cfg.device)
+        if device.type != "cuda":
             built = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but sees no GPU"
-            cases.append(CaseResult.skip("gpu", title, f"no CUDA GPU: this PyTorch ({torch.__version__}) is {built}"))
+            why = ("--device cpu" if cfg.device == "cpu" else f"no CUDA GPU: this PyTorch ({torch.__version__}) is {built}")
+            cases.append(CaseResult.skip("gpu", title, why))
         else:
             from blastscope.bench.gpu import run_gpu
 
             def gpu() -> list[CaseResult]:
                 nonlocal gpu_figures
                 found, gpu_figures = run_gpu(cfg, cell_batch(cells, cfg.batch_size, cfg.image_size, seed=1),
-                                             cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2), torch.device("cuda"))
+                                             cell_batch(cells, cfg.infer_images, cfg.image_size, seed=2), device)
                 return found
 
             say("GPU")

@@ -30,6 +30,8 @@ class BenchConfig:
     theta: SDCT-AuxNet-theta confidence threshold (the SVM answers when p_max <= theta).
     sgemm_n: matrix size of the sgemm roofline measurement.
     bundle / serve_cells: the model bundle and the cells of the workstation case (no bundle: skipped).
+    device: where the ``gpu`` group runs: "auto" (the first CUDA GPU, else skipped), "cuda", "cuda:N",
+        or "cpu" (skipped); the other groups measure this machine's CPU.
     """
 
     image_size: int = 350
@@ -57,6 +59,7 @@ class BenchConfig:
     sgemm_n: int = 1024
     bundle: Path | None = None
     serve_cells: int = 500
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("image_size", "batch_size", "train_repeats", "infer_images", "infer_batch", "loop_images",

@@ -10,6 +10,10 @@ the CPU (the tests do that, for structure and agreement, never for timing).
   cuDNN autotuned) with mixed precision against float32, img/s and the fraction of the measured
   matrix-multiply rate of each precision; the two start from the same weights, and their loss and
   logits after one step are compared;
+* ``gpu_channels_last``, ``gpu_cudnn_benchmark``, ``gpu_pinned_copy``: each of those choices
+  against the step (or copy) without it;
+* ``gpu_vs_cpu_step``: one float32 step on the device against the same step on the CPU: how far
+  GPU results are from CPU results (logits, weights after the step);
 * ``gpu_dct``: the DCT layer forward + backward by ``torch.fft`` against the matrix products;
 * ``gpu_data_wait``: the share of a training step spent waiting for the next batch from the
   trainer's loader (the sampler, the CPU augmentation, pinned memory, non-blocking copies),
@@ -119,11 +123,17 @@ def run_gpu(cfg: BenchConfig, batch: np.ndarray, infer_images: np.ndarray, devic
     raw = torch.from_numpy(batch).to(device)
     y = (torch.arange(b) % 2).to(device)
 
-    def step_fn(amp: torch.dtype | None):
-        model = copy.deepcopy(base).to(device=device, memory_format=torch.channels_last)
+    def step_fn(amp: torch.dtype | None, channels_last: bool = True, on: torch.device = device):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model = copy.deepcopy(base).to(device=on, memory_format=fmt)
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-2)
-        scaler = grad_scaler(device, amp)
-        return model, lambda: train_step(model, to_model_input(raw), y, opt, None, autocast(device, amp), scaler)
+        scaler = grad_scaler(on, amp)
+        x_raw, y_on = raw.to(on), y.to(on)
+
+        def run():
+            x = to_model_input(x_raw)
+            return train_step(model, x if channels_last else x.contiguous(), y_on, opt, None, autocast(on, amp), scaler)
+        return model, run
 
     m32, fp32_step = step_fn(None)
     mamp, amp_step = step_fn(dtype)
@@ -147,6 +157,8 @@ def run_gpu(cfg: BenchConfig, batch: np.ndarray, infer_images: np.ndarray, devic
         extra={"fraction_amp": frac_amp, "fraction_fp32": frac32, "step_s_amp": tamp.to_dict(), "step_s_fp32": t32.to_dict(),
                "device": name}))
 
+    cases += _lever_cases(step_fn, dtype, device, cfg.train_repeats, b, name, raw)
+    cases.append(_cpu_step_case(step_fn, device, b, name))
     cases.append(_dct_case(m32, raw, device, cfg.train_repeats, name))
     cases.append(_data_wait_case(cfg, batch, device, amp_step, name))
 
@@ -164,6 +176,59 @@ def run_gpu(cfg: BenchConfig, batch: np.ndarray, infer_images: np.ndarray, devic
                                                                 "ok": diff <= INFER_ATOL},
         notes="float32 on both (cuDNN may use TF32 convolutions on the GPU)", extra={"device": name}))
     return cases, GpuFigures(rate_amp, n / t_gpu.median, name)
+
+
+def _lever_cases(step_fn, dtype, device: torch.device, repeats: int, b: int, name: str, raw: torch.Tensor) -> list[CaseResult]:
+    """Each fast-path choice against the step without it (mixed precision on in both)."""
+    half = str(dtype)[6:]
+    _, nchw = step_fn(dtype, channels_last=False)
+    _, nhwc = step_fn(dtype)
+    t_nchw, t_nhwc = _timed(nchw, device, repeats), _timed(nhwc, device, repeats)
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        _, plain = step_fn(dtype)
+        t_plain = _timed(plain, device, repeats)
+    finally:
+        torch.backends.cudnn.benchmark = saved
+    host = raw.cpu()
+    pinned = host.pin_memory() if device.type == "cuda" else host
+    t_pinned = _timed(lambda: pinned.to(device, non_blocking=True), device, repeats * 4)
+    t_pageable = _timed(lambda: host.to(device), device, repeats * 4)
+    return [
+        CaseResult("gpu_channels_last", f"{name}: training step ({half}), channels-last vs NCHW", "img/s",
+                   b / t_nhwc.median, b / t_nchw.median, target=">= 1x", met=t_nhwc.median <= t_nchw.median),
+        CaseResult("gpu_cudnn_benchmark", f"{name}: training step ({half}), cuDNN autotuning on vs off", "img/s",
+                   b / t_nhwc.median, b / t_plain.median, target=">= 1x", met=t_nhwc.median <= t_plain.median,
+                   notes=f"on: cudnn.benchmark={saved}" if device.type == "cuda" else "no cuDNN on this device"),
+        CaseResult("gpu_pinned_copy", f"{name}: copying a uint8 batch to the device, pinned + non-blocking vs pageable",
+                   "ms", t_pinned.median * 1e3, t_pageable.median * 1e3, higher_is_better=False,
+                   notes=f"{host.numel() / 1e6:.1f} MB per batch"),
+    ]
+
+
+def _cpu_step_case(step_fn, device: torch.device, b: int, name: str) -> CaseResult:
+    """How far a float32 step on the device is from the same step on the CPU (same weights and batch)."""
+    cpu = torch.device("cpu")
+    model_d, on_device = step_fn(None)
+    model_c, on_cpu = step_fn(None, on=cpu)
+    with _true_float32():
+        t0 = time.perf_counter()
+        loss_d, logits_d = on_device()
+        _sync(device)
+        t_device = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loss_c, logits_c = on_cpu()
+    t_cpu = time.perf_counter() - t0
+    logit_diff = float((logits_d.cpu() - logits_c).abs().max() / logits_c.abs().max().clamp_min(1e-12))
+    weights_c = dict(model_c.named_parameters())
+    weight_diff = max(float((p.detach().cpu() - weights_c[k].detach()).abs().max()) for k, p in model_d.named_parameters())
+    ok = logit_diff <= 1e-3 and weight_diff <= 1e-5
+    return CaseResult("gpu_vs_cpu_step", f"{name}: one float32 training step (TF32 off) vs the same step on this CPU",
+                      "img/s", b / t_device, b / t_cpu,
+                      agreement={"max_rel_logit_diff": logit_diff, "max_abs_weight_diff_after_step": weight_diff,
+                                 "loss_device": float(loss_d), "loss_cpu": float(loss_c), "ok": ok},
+                      notes="one step each (the first, cuDNN autotuning included): how far GPU results are from CPU results")
 
 
 def _dct_case(model, raw: torch.Tensor, device: torch.device, repeats: int, name: str) -> CaseResult:

@@ -57,15 +57,23 @@ def _table(result: dict):
               help="Model bundle for the workstation case (group 'serve'; without it the case is skipped).")
 @click.option("--only", "only", multiple=True, type=click.Choice(GROUPS),
               help="Run only this group of cases (repeatable; the data-waiting share needs 'training' too).")
+@click.option("--device", default="auto", show_default=True,
+              help="GPU for the 'gpu' group: auto (the first CUDA GPU, else skipped), cuda, cuda:N, or cpu (skip it).")
 @threads_option
 def bench_cmd(quick: bool, json_path: Path | None, data_dir: Path | None, gpu_tflops: float | None,
-              bundle: Path | None, only: tuple[str, ...], threads: int) -> None:
+              bundle: Path | None, only: tuple[str, ...], device: str, threads: int) -> None:
     """Measure training, inference, data, DCT, latency coding, SVM and memory against plain references."""
     from blastscope.bench import BenchConfig, run_benchmarks
 
     console = _console()
     cfg = BenchConfig.quick() if quick else BenchConfig.full()
-    changes = {}
+    from blastscope.engine.device import DeviceError, resolve_device
+
+    try:
+        resolve_device(device)  # a GPU this machine lacks is refused before any measurement
+    except DeviceError as e:
+        _fail(str(e))
+    changes = {"device": device}
     if data_dir is not None:
         changes["data_dir"] = data_dir
     if gpu_tflops is not None:
