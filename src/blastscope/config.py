@@ -181,7 +181,7 @@ class TrainConfig:
     epochs: int = 130
     batch_size: int = 64
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int | str = "auto"
     eval_batch_size: int = 64
     optimizer: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -198,6 +198,9 @@ class TrainConfig:
             raise ConfigError(f"train.amp must be auto, off, bf16 or fp16, got {self.amp!r}")
         if not isinstance(self.deterministic, bool):
             raise ConfigError(f"train.deterministic must be true or false, got {self.deterministic!r}")
+        workers = self.num_workers
+        if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+            raise ConfigError(f"train.num_workers must be auto or an integer >= 0, got {workers!r}")
         if self.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

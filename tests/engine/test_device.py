@@ -131,3 +131,40 @@ def test_a_run_trained_on_a_gpu_exports_and_predicts_on_a_cpu(tiny_run, tmp_path
     bundle = export_bundle(run, tmp_path / "bundle")
     result = Predictor(bundle).predict_files(sorted(cnmc_samples.glob("*.bmp"))[:3])
     assert (result.cells["status"] == "ok").all()
+
+
+def test_loader_workers_auto_is_none_on_the_cpu_and_some_on_a_gpu(monkeypatch):
+    import os
+
+    from blastscope.config import ConfigError, TrainConfig
+    from blastscope.engine.trainer import loader_workers
+
+    assert TrainConfig().num_workers == "auto"
+    assert loader_workers("auto", torch.device("cpu")) == 0 and loader_workers(3, torch.device("cpu")) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)))
+    assert loader_workers("auto", torch.device("cuda", 0)) == 8
+    assert loader_workers("auto", torch.device("cuda", 0), world=4) == 3  # 16 cores shared by 4 GPU processes
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert loader_workers("auto", torch.device("cuda", 0)) == 0
+    for bad in (-1, "many", True, 1.5):
+        with pytest.raises(ConfigError, match="train.num_workers must be auto or an integer"):
+            TrainConfig(num_workers=bad)
+
+
+def test_loader_workers_do_not_change_the_weights(tmp_path):
+    """Each sample's augmentation is seeded by its epoch position, so 2 worker processes give the
+    weights of none."""
+    from blastscope.config import TrainConfig
+    from blastscope.engine.trainer import fit
+    from blastscope.models import create_model
+    from blastscope.transforms.sdct_augment import sdct_train_transform
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 255, (24, 40, 40, 3), dtype=np.uint8)
+    y = np.arange(24) % 2
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        model = create_model("sd_net", num_classes=2)
+        fit(model, x[:16], y[:16], x[16:], y[16:], TrainConfig(epochs=1, batch_size=8, device="cpu", num_workers=workers),
+            tmp_path / f"w{workers}", transform=sdct_train_transform())
+    assert _same_weights(tmp_path / "w0", tmp_path / "w2")

@@ -37,8 +37,9 @@ OVERRIDE = st.one_of(st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS) | 
 def _check(config: RunConfig) -> None:
     """A returned config is frozen, typed enough to save, and reads back identical."""
     assert isinstance(config, RunConfig) and config.arms
-    ints = [config.data.folds, config.train.epochs, config.train.batch_size, config.train.seed, config.train.num_workers]
+    ints = [config.data.folds, config.train.epochs, config.train.batch_size, config.train.seed]
     assert all(type(v) is int for v in ints)
+    assert config.train.num_workers == "auto" or (type(config.train.num_workers) is int and config.train.num_workers >= 0)
     assert all(v is None or type(v) is int for v in (config.data.canvas, config.data.resize, config.train.max_train_batches))
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "config.yaml"

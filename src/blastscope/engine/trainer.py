@@ -20,9 +20,9 @@ Denormal floats are flushed to zero during ``fit`` (see :func:`blastscope.engine
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import math
+import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -112,6 +112,23 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     return loss.detach(), logits.detach().float()
 
 
+def loader_workers(setting: int | str, device: torch.device, world: int = 1) -> int:
+    """DataLoader worker processes for ``train.num_workers``: a number as given; ``auto`` is none on
+    the CPU (its cores train the model; workers would take them) and, on a GPU, one per core this
+    process may use but one, at most 8 (the GPU waits for CPU augmentation otherwise; bench case
+    ``gpu_data_wait``). The results do not depend on it: every sample's augmentation is seeded by
+    its epoch position (tested)."""
+    if setting != "auto":
+        return int(setting)
+    if device.type != "cuda":
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(0, min(8, cores // max(world, 1) - 1))
+
+
 def _validate(model: nn.Module, images: np.ndarray, batch_size: int, input_fn) -> np.ndarray:
     """Log-probabilities of the validation images, split across processes when data-parallel."""
     if not ddp.is_distributed():
@@ -197,6 +214,7 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
     dataset = AugmentedImages(train_images, train_labels, transform, cfg.seed, balance, augment_mask)
     seconds = state.get("seconds", 0.0) if state else 0.0
     distributed, world = ddp.is_distributed(), ddp.world_size()
+    workers = loader_workers(cfg.num_workers, device, world)
     train_model = model
     if distributed:
         stack.enter_context(ddp.sync_batchnorm(model))
@@ -208,7 +226,7 @@ def _fit(model, train_images, train_labels, val_images, val_labels, cfg: TrainCo
         if distributed:
             dataset.positions, global_sizes = ddp.shard_positions(len(dataset.order), cfg.batch_size, ddp.rank(), world)
             batch_size = cfg.batch_size // world
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=cfg.num_workers,
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                             drop_last=not distributed and len(dataset) > cfg.batch_size, pin_memory=device.type == "cuda")
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0

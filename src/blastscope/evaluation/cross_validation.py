@@ -204,9 +204,10 @@ def _check_or_write_run_files(run_dir: Path, plan: CVPlan, skipped: list[tuple[s
 
 
 def _identity(config: dict) -> dict:
-    """The configuration a resumed run must match: everything but ``train.device`` (a run may
-    continue on another machine; mixed precision, ``train.amp``, does count)."""
-    out = {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "device"}}
+    """The configuration a resumed run must match: everything but ``train.device`` and
+    ``train.num_workers`` (a run may continue on another machine; loader workers do not change the
+    batches; mixed precision, ``train.amp``, does count)."""
+    out = {**config, "train": {k: v for k, v in config.get("train", {}).items() if k not in ("device", "num_workers")}}
     return out
 
 
