@@ -62,3 +62,19 @@ def test_int8_case_checks_agreement_and_speed(tiny_bundle, kind):
     assert 0.0 <= a["label_agreement"] <= 1.0 and 0.0 <= a["answer_agreement"] <= 1.0
     assert a["ok"] == (min(a["label_agreement"], a["answer_agreement"]) >= 0.995 and a["auc_diff"] <= 0.005)
     assert case.met == a["ok"] and ("accepted" if a["ok"] else "rejected") in case.notes
+
+
+def test_a_bundle_that_fails_verification_is_one_failed_case(tiny_bundle, tmp_path):
+    import shutil
+
+    from blastscope.bench import BenchConfig, run_benchmarks
+    from blastscope.bench.config import default_data_dir
+
+    if not default_data_dir().is_dir():
+        pytest.skip("C-NMC sample cells not found")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "bundle.json").write_text("{")
+    out = run_benchmarks(True, config=BenchConfig.quick(sgemm_n=64, bundle=broken, serve_cells=4), only=("case",))
+    (case,) = out["cases"]
+    assert case["name"] == "predict_case" and "the bundle cannot be used" in case["skipped"] and "SHA-256" in case["skipped"]

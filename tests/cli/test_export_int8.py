@@ -182,3 +182,47 @@ def test_int8_is_rejected_when_the_folds_answers_differ_though_the_cnn_labels_ag
     plain = int8_checks(fp32, int8, images, y, 1)
     assert plain["answer_agreement"] is None and plain["accepted"]
 
+
+
+def test_int8_is_rejected_when_out_of_domain_flags_differ():
+    import numpy as np
+
+    from blastscope.inference.int8 import int8_checks
+
+    logp = np.log(np.full((8, 2), 0.5))
+    fp32 = lambda x: (logp[:len(x)], np.zeros((len(x), 2)))  # noqa: E731
+    int8 = lambda x: (logp[:len(x)], np.ones((len(x), 2)))  # noqa: E731
+    checked = int8_checks(fp32, int8, np.zeros((8, 4, 4, 3), np.uint8), np.arange(8) % 2, 1,
+                          flag=lambda feats: feats[:, 0] > 0.5)
+    assert checked["label_agreement"] == 1.0 and checked["out_of_domain_agreement"] == 0.0 and not checked["accepted"]
+
+
+def test_without_the_x86_engine_pytorch_int8_is_refused_at_export_and_auto_runs_float32(tiny_run, tmp_path, monkeypatch):
+    """An ARM machine (qnnpack only): export records why there is no PyTorch int8 (ONNX int8 still
+    goes ahead), and a bundle whose int8 was accepted elsewhere predicts in float32 by default there."""
+    import blastscope.inference.int8 as int8
+    import blastscope.inference.torch_int8 as ti
+    from blastscope.inference.bundle import load_bundle
+    from blastscope.inference.export import export_bundle
+    from blastscope.inference.predictor import Predictor
+
+    real = int8.int8_checks
+    monkeypatch.setattr(int8, "int8_checks", lambda *a, **k: {**real(*a, **k), "accepted": True})
+    accepted = export_bundle(tiny_run, tmp_path / "x86", int8=True)
+    assert load_bundle(accepted, backend="none").has_torch_int8
+    monkeypatch.setattr(ti, "engine_available", lambda: False)
+    arm = export_bundle(tiny_run, tmp_path / "arm", onnx=True, int8=True)
+    meta = json.loads((arm / "bundle.json").read_text())
+    assert meta["int8"]["accepted"] is False and "no x86 quantized engine" in meta["int8"]["refused"]
+    assert meta["onnx"]["int8"]["accepted"] is True  # the ONNX graphs do not need it
+    b = load_bundle(arm, backend="none")
+    assert "export made none (this PyTorch has no x86" in b.int8_refusal("torch")
+    assert Predictor(accepted).precision == "float32"
+
+
+def test_an_older_bundle_with_onnx_int8_only_says_so():
+    from blastscope.inference.bundle import Bundle, FoldFiles
+
+    b = Bundle(Path("old"), {"onnx": {"int8": {"accepted": True}}}, [FoldFiles(1, "w")], [None], [{}])
+    assert "older blastscope, before PyTorch int8 existed" in b.int8_refusal("torch")
+    assert b.int8_refusal("onnx") is not None  # the fold names no int8 graph

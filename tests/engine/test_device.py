@@ -146,6 +146,11 @@ def test_loader_workers_auto_is_none_on_the_cpu_and_some_on_a_gpu(monkeypatch):
     assert loader_workers("auto", torch.device("cuda", 0), world=4) == 3  # 16 cores shared by 4 GPU processes
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     assert loader_workers("auto", torch.device("cuda", 0)) == 0
+    import multiprocessing
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)))
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
+    assert loader_workers("auto", torch.device("cuda", 0)) == 0  # spawned workers would copy the images every epoch
     for bad in (-1, "many", True, 1.5):
         with pytest.raises(ConfigError, match="train.num_workers must be auto or an integer"):
             TrainConfig(num_workers=bad)

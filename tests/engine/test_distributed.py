@@ -135,3 +135,24 @@ def test_two_gpus_with_nccl_match_one_gpu_with_the_same_global_batch(tmp_path):
     """The same invariant on 2 GPUs (NCCL, one process per GPU) against one GPU; cuDNN's TF32
     convolutions round more coarsely than the CPU, hence the wider tolerance."""
     _two_process_equivalence(tmp_path, "cuda", "nccl", rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_global_batchnorm_statistics_stay_float32_under_mixed_precision(monkeypatch, dtype):
+    """A GPU step under autocast hands BatchNorm half-precision maps; 3 cells at 350 px already hold
+    more values per channel than fp16 can count. The statistics are computed in float32 (a one-rank
+    group here: the all-reduce is the identity) and equal F.batch_norm's on the float32 maps."""
+    import torch.nn.functional as F
+
+    monkeypatch.setattr(ddp, "is_distributed", lambda: True)
+    monkeypatch.setattr(ddp._AllReduceSum, "apply", staticmethod(lambda t, group: t))
+    monkeypatch.setattr(ddp, "_bn_group", lambda: None)
+    x = torch.randn(3, 2, 174, 174).mul(2).add(1).to(dtype)  # 90,828 values per channel
+    bn = DistributedBatchNorm2d(2).train()
+    ref = nn.BatchNorm2d(2).train()
+    y = bn(x)
+    expected = F.batch_norm(x.float(), ref.running_mean, ref.running_var, ref.weight, ref.bias, True, 0.1, ref.eps)
+    assert y.dtype == dtype and torch.isfinite(bn.running_var).all()
+    torch.testing.assert_close(y.float(), expected, atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(bn.running_mean, ref.running_mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bn.running_var, ref.running_var, atol=1e-4, rtol=1e-4)

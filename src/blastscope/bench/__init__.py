@@ -8,7 +8,6 @@ Timing is never asserted by tests, only structure and agreement.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -142,25 +141,7 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
         if cfg.bundle is None or not paths:
             cases.append(CaseResult.skip("predict_case", title, "needs a model bundle (blastscope bench --bundle DIR) and the C-NMC sample cells"))
         else:
-            from blastscope.bench.case import run_case
-
-            say("predict case")
-            cases += _guard("predict_case", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells, torch.get_num_threads())])
-            if any(f.get("torch_int8") for f in json.loads((cfg.bundle / "bundle.json").read_text())["folds"]):
-                title = f"predict --precision float32, {cfg.serve_cells} cells end to end (int8's effect on the case)"
-                cases += _guard("predict_case_float32", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells,
-                                                                                  torch.get_num_threads(), precision="float32")])
-            if cfg.onnx and all(f.get("onnx") for f in json.loads((cfg.bundle / "bundle.json").read_text())["folds"]):
-                title = f"predict --backend onnx, {cfg.serve_cells} cells end to end"
-                cases += _guard("predict_case_onnx", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells,
-                                                                               torch.get_num_threads(), backend="onnx")])
-            from blastscope.bench.case import run_int8
-
-            say("int8")
-            cases += _guard("torch_int8", "int8 PyTorch vs float32 PyTorch",
-                            lambda: [run_int8(cfg.bundle, paths, cfg.serve_cells, kind="torch")])
-            if cfg.onnx:
-                cases += _guard("onnx_int8", "int8 ONNX vs float32 ONNX", lambda: [run_int8(cfg.bundle, paths, cfg.serve_cells)])
+            cases += _case_group(cfg, paths, say)
     if "serve" in run:
         from importlib.util import find_spec
 
@@ -190,6 +171,38 @@ def run_benchmarks(quick: bool, config: BenchConfig | None = None,
         "seconds": time.perf_counter() - t_start,
         "cases": [c.to_dict() for c in cases],
     }
+
+
+def _case_group(cfg: BenchConfig, paths: list, say: Callable[[str], None]) -> list[CaseResult]:
+    """The lab's case with ``cfg.bundle``: predict end to end (and at float32 beside int8, with onnx
+    where exported) and both int8 checks; a bundle that fails verification is one failed case."""
+    import torch
+
+    from blastscope.bench.case import run_case, run_int8
+    from blastscope.inference.bundle import BundleError, load_bundle
+
+    title = f"predict, a {cfg.serve_cells}-cell case end to end"
+    try:
+        bundle = load_bundle(cfg.bundle, backend="none")
+    except (BundleError, OSError, ValueError) as e:
+        return [CaseResult.skip("predict_case", title, f"the bundle cannot be used: {e}")]
+    threads = torch.get_num_threads()
+    say("predict case")
+    cases = _guard("predict_case", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells, threads)])
+    if bundle.has_torch_int8:
+        title = f"predict --precision float32, {cfg.serve_cells} cells end to end (int8's effect on the case)"
+        cases += _guard("predict_case_float32", title,
+                        lambda: [run_case(cfg.bundle, paths, cfg.serve_cells, threads, precision="float32")])
+    if cfg.onnx and all(f.onnx for f in bundle.folds):
+        title = f"predict --backend onnx, {cfg.serve_cells} cells end to end"
+        cases += _guard("predict_case_onnx", title, lambda: [run_case(cfg.bundle, paths, cfg.serve_cells, threads,
+                                                                       backend="onnx")])
+    say("int8")
+    cases += _guard("torch_int8", "int8 PyTorch vs float32 PyTorch",
+                    lambda: [run_int8(cfg.bundle, paths, cfg.serve_cells, kind="torch")])
+    if cfg.onnx:
+        cases += _guard("onnx_int8", "int8 ONNX vs float32 ONNX", lambda: [run_int8(cfg.bundle, paths, cfg.serve_cells)])
+    return cases
 
 
 def _rss_case(cfg: BenchConfig) -> CaseResult:

@@ -126,7 +126,9 @@ def run_int8(bundle: Path, paths: list[Path], n_cells: int, kind: str = "onnx") 
                                                  b.trust.get("theta_on", "raw"))
             return labels, proba
 
-        checks = int8_checks(fp32, q, images, y, positive, answer=answer)
+        ood = b.oods[0] if b.oods else None
+        checks = int8_checks(fp32, q, images, y, positive, answer=answer,
+                             flag=None if ood is None else (lambda feats: ood.flag(feats)[1]))
     auc = "" if checks["auc_diff"] is None else f", AUC differs by {checks['auc_diff']:.4f}"
     return CaseResult(name, title, "img/s", checks["int8_img_s"], checks["fp32_img_s"],
                       target=f"label agreement >= {INT8_AGREEMENT:.1%}, AUC diff <= {INT8_AUC_DIFF}; accepted only if both",

@@ -26,7 +26,6 @@ estimate (``protocol_gpu``).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 
@@ -71,13 +70,24 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup:
 
 @contextlib.contextmanager
 def _true_float32():
-    """TF32 off for float32 matrix products and convolutions (restored afterwards)."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    """TF32 off for float32 matrix products and convolutions (restored afterwards): PyTorch's
+    ``fp32_precision = "ieee"`` settings where it has them (mixing them with the older ``allow_tf32``
+    flags is an error there), else the ``allow_tf32`` flags."""
+    matmul, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(matmul, "fp32_precision") and conv is not None and hasattr(conv, "fp32_precision"):
+        saved = matmul.fp32_precision, conv.fp32_precision
+        matmul.fp32_precision = conv.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = saved
+        return
+    saved = matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
@@ -97,6 +107,17 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
 def run_gpu(cfg: BenchConfig, batch: np.ndarray, infer_images: np.ndarray, device: torch.device,
             matmul_n: int = 4096) -> tuple[list[CaseResult], GpuFigures]:
     """The GPU cases on ``device`` for one uint8 training batch and the inference cells."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as the trainer sets it (restored at the end)
+    try:
+        return _run_gpu(cfg, batch, infer_images, device, matmul_n, name)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+
+
+def _run_gpu(cfg: BenchConfig, batch: np.ndarray, infer_images: np.ndarray, device: torch.device, matmul_n: int,
+             name: str) -> tuple[list[CaseResult], GpuFigures]:
     import copy
 
     from blastscope.bench.flops import count_flops
@@ -106,9 +127,6 @@ def run_gpu(cfg: BenchConfig, batch: np.ndarray, infer_images: np.ndarray, devic
     from blastscope.engine.trainer import train_step
     from blastscope.models import create_model
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     dtype = _amp_dtype(device)
     fp32_rate = matmul_tflops(device, torch.float32, matmul_n)
     half_rate = matmul_tflops(device, dtype, matmul_n)
@@ -260,6 +278,20 @@ def _dct_case(model, raw: torch.Tensor, device: torch.device, repeats: int, name
                       extra={"device": name, "shape": list(z.shape)})
 
 
+class _Cycle:
+    """``n`` images that repeat ``base`` (no copies: the loader indexes it like the image cache)."""
+
+    def __init__(self, base: np.ndarray, n: int) -> None:
+        self.base, self.n = base, n
+        self.shape = (n,) + base.shape[1:]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.base[int(i) % len(self.base)]
+
+
 def _data_wait_case(cfg: BenchConfig, batch: np.ndarray, device: torch.device, step: Callable[[], object],
                     name: str) -> CaseResult:
     """Share of wall time a loop of training steps waits for the trainer's loader, with and without workers."""
@@ -268,10 +300,13 @@ def _data_wait_case(cfg: BenchConfig, batch: np.ndarray, device: torch.device, s
     from blastscope.engine.sampling import AugmentedImages
     from blastscope.transforms.sdct_augment import sdct_train_transform
 
+    from blastscope.engine.trainer import loader_workers
+
     b = len(batch)
-    images = np.concatenate([batch] * 4)
+    workers = max(1, loader_workers("auto", torch.device("cuda", 0)))  # what training on a GPU uses here
+    steps = max(10, 3 * workers)  # well past what the workers prefetch while the first batch is made
+    images = _Cycle(batch, (steps + 1) * b)
     dataset = AugmentedImages(images, np.arange(len(images)) % 2, sdct_train_transform(), seed=0, balance="none")
-    workers = max(1, min(8, (os.cpu_count() or 2) - 1))
 
     def waiting(num_workers: int) -> tuple[float, float]:
         loader = DataLoader(dataset, batch_size=b, shuffle=False, num_workers=num_workers,
@@ -297,5 +332,5 @@ def _data_wait_case(cfg: BenchConfig, batch: np.ndarray, device: torch.device, s
     share_0, _ = waiting(0)
     return CaseResult("gpu_data_wait", f"{name}: share of a training step waiting for data, {workers} DataLoader workers "
                       "vs none", "share", share_w, share_0, higher_is_better=False, target="<= 0.10 with workers",
-                      met=share_w <= 0.10, notes=f"{len(images) // b - 1} steps of batch {b}; augmentation on the CPU "
+                      met=share_w <= 0.10, notes=f"{steps} steps of batch {b}; augmentation on the CPU "
                       "(OpenCV), pinned memory, non-blocking copies", extra={"workers": workers, "device": name})

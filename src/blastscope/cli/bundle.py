@@ -43,7 +43,10 @@ def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, int8: bool
                 continue
             for f in record["folds"]:
                 auc = "-" if f["auc_diff"] is None else f"{f['auc_diff']:.4f}"
-                answers = "" if f.get("answer_agreement") is None else f" (the fold's answers: {f['answer_agreement']:.1%})"
+                parts = [f"the fold's answers: {f['answer_agreement']:.1%}"] if f.get("answer_agreement") is not None else []
+                if f.get("out_of_domain_agreement") is not None:
+                    parts.append(f"out-of-domain flags: {f['out_of_domain_agreement']:.1%}")
+                answers = f" ({'; '.join(parts)})" if parts else ""
                 click.echo(f"{kind} int8 fold {f['fold']}: labels agree with float32 on {f['label_agreement']:.1%}{answers} "
                            f"of {f['cells']} out-of-fold cells, AUC differs by {auc}, speed {f['speedup']:.2f}x float32")
             if record["accepted"]:

@@ -109,9 +109,10 @@ def cv_cmd(recipe, data_dir, out, profile, overrides, folds, grouping, layout, s
         config = resolve_config(recipe, profile, overrides)
         from blastscope.engine.device import resolve_device
 
-        from blastscope.engine.distributed import backend_for
+        from blastscope.engine.distributed import backend_for, launched_by_torchrun
 
-        backend = backend_for(resolve_device(config.train.device))  # a device this machine lacks is refused before any work
+        device_ = resolve_device(config.train.device)  # a device this machine lacks is refused before any work
+        backend = backend_for(device_) if devices > 1 or launched_by_torchrun() else "gloo"  # one process: no group
         index, data_dir, skipped = _load_index(data_dir, config, layout, subjects_csv, skip_invalid)
     except (ConfigError, IndexError_, ValueError) as e:
         _fail(str(e))

@@ -254,6 +254,8 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
         c = x.shape[1]
         shape = (1, c, 1, 1)
         dims = (0, 2, 3)
+        dtype = x.dtype
+        x = x.float()  # under mixed precision too: a count of 30,000+ values per channel overflows fp16
         local = torch.cat([x.sum(dims), x.new_tensor([x.numel() / c])])
         total = _AllReduceSum.apply(local, _bn_group())
         n = total[-1]
@@ -271,7 +273,7 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
                 self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
                 unbiased = var.detach() * (count / max(count - 1.0, 1.0))
                 self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-        return y
+        return y.to(dtype)
 
 
 @contextmanager
@@ -312,7 +314,10 @@ def init_from_env(backend: str = "gloo") -> None:
     """Join the process group described by the launcher's environment variables (with NCCL, this
     process first takes GPU ``LOCAL_RANK``)."""
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        if "LOCAL_RANK" not in os.environ:
+            raise ValueError("data-parallel training on GPUs needs LOCAL_RANK (each process's GPU on its machine), "
+                             "which torchrun sets; this launcher did not")
+        torch.cuda.set_device(local_rank())
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=WAIT_TIMEOUT)
     logger.info("process %d of %d joined (%s)", dist.get_rank(), dist.get_world_size(), backend)

@@ -116,12 +116,15 @@ def loader_workers(setting: int | str, device: torch.device, world: int = 1) -> 
     """DataLoader worker processes for ``train.num_workers``: a number as given; ``auto`` is none on
     the CPU (its cores train the model; workers would take them) and, on a GPU, one per core this
     process may use but one, at most 8 (the GPU waits for CPU augmentation otherwise; bench case
-    ``gpu_data_wait``). The results do not depend on it: every sample's augmentation is seeded by
+    ``gpu_data_wait``), where workers fork (elsewhere none). The results do not depend on it: every sample's augmentation is seeded by
     its epoch position (tested)."""
     if setting != "auto":
         return int(setting)
-    if device.type != "cuda":
-        return 0
+    import multiprocessing
+
+    if device.type != "cuda" or multiprocessing.get_start_method(allow_none=True) not in (None, "fork") \
+            or multiprocessing.get_context().get_start_method() != "fork":
+        return 0  # spawned workers would copy the training images each epoch (the loader is made per epoch)
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

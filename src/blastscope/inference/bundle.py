@@ -42,7 +42,7 @@ from blastscope.evaluation.operating_point import normalize_positive
 from blastscope.inference.manifest import BundleError, verify_manifest
 
 __all__ = ["SCHEMA_VERSION", "BUNDLE_FILE", "FORMAT", "Bundle", "BundleError", "FoldFiles", "load_bundle", "read_arrays",
-           "read_svm"]
+           "read_ood", "read_svm"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,10 +140,12 @@ class Bundle:
         if (self.has_torch_int8 if kind == "torch" else self.has_int8):
             return None
         record = self.spec.get("int8") if kind == "torch" else (self.spec.get("onnx") or {}).get("int8")
+        if record is None and kind == "torch" and (self.spec.get("onnx") or {}).get("int8") is not None:
+            return "it was exported by an older blastscope, before PyTorch int8 existed (its ONNX int8 is for --backend onnx)"
         if record is None:
             return "it was exported without --int8"
         if kind == "torch" and record.get("refused"):
-            return f"int8 does not apply to its model ({record['refused']})"
+            return f"export made none ({record['refused']})"
         return f"its int8 {'parameters' if kind == 'torch' else 'graphs'} were rejected by their checks (bundle.json " \
                f"{'int8' if kind == 'torch' else 'onnx.int8'})"
 
@@ -276,7 +278,7 @@ def _scalars_0d(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: (v.reshape(()) if k in ("gamma", "C", "platt_a") and v.shape == (1,) else v) for k, v in arrays.items()}
 
 
-def _ood(root: Path, name: str | None):
+def read_ood(root: Path, name: str | None):
     if name is None:
         return None
     from blastscope.estimators.ood import MahalanobisOOD
@@ -426,7 +428,7 @@ def load_bundle(path: Path | str, backend: str = "torch") -> Bundle:
                 raise BundleError(f"{path / BUNDLE_FILE}: fold {f.fold} names {name!r}, which is not a verified file of the bundle")
     svms = [read_svm(path, f.svm) for f in folds]
     bundle = Bundle(path, meta, folds, svms, [read_arrays(path, f.input) for f in folds],
-                    oods=[_ood(path, f.ood) for f in folds], stain_range=_stain(path, meta, verified))
+                    oods=[read_ood(path, f.ood) for f in folds], stain_range=_stain(path, meta, verified))
     if backend == "torch":
         bundle.torch_models()
     elif backend == "onnx":

@@ -30,6 +30,7 @@ from blastscope.inference.bundle import (
     FoldFiles,
     load_bundle,
     read_arrays,
+    read_ood,
     read_svm,
 )
 from blastscope.inference.manifest import write_manifest
@@ -226,7 +227,8 @@ INT8_CHECK_CELLS = 256
 def _int8_samples(meta: dict, folds: list[FoldFiles], run_dir: Path) -> list[dict]:
     """Per fold model k: up to 64 of its own training cells for calibration (``folds.csv`` rows of the
     training subjects outside fold k, drawn with seed k) and up to 256 of its out-of-fold cells for the
-    checks, which it never trained on and which calibration never read."""
+    checks, which it never trained on and which calibration never read. The cells are decoded per
+    fold by ``sample["load"]()`` (one fold's cells in memory at a time)."""
     import numpy as np
 
     from blastscope.data.preprocess import load_preprocessed
@@ -239,9 +241,9 @@ def _int8_samples(meta: dict, folds: list[FoldFiles], run_dir: Path) -> list[dic
     found = normalize_positive(classes, meta["positive"])
     positive_names = [found] if isinstance(found, str) else list(found)
 
-    def cells(frame) -> np.ndarray:
+    def cells(paths: list[str]) -> np.ndarray:
         out = []
-        for path in frame["path"]:
+        for path in paths:
             if not Path(path).is_file():
                 raise BundleError(f"{path}: int8 calibration and its checks read the run's cells, and this one is missing")
             out.append(load_preprocessed(path, prep))
@@ -253,31 +255,37 @@ def _int8_samples(meta: dict, folds: list[FoldFiles], run_dir: Path) -> list[dic
         held = rows[rows["fold"] == k]
         calib = train.sample(n=min(INT8_CALIBRATION_CELLS, len(train)), random_state=k).sort_index()
         check = held.sample(n=min(INT8_CHECK_CELLS, len(held)), random_state=k).sort_index()
-        samples.append({"calib": cells(calib), "check": cells(check), "y": check["label"].isin(positive_names).to_numpy(),
+        c_paths, h_paths = calib["path"].tolist(), check["path"].tolist()
+        samples.append({"load": lambda c=c_paths, h=h_paths: (cells(c), cells(h)),
+                        "y": check["label"].isin(positive_names).to_numpy(),
                         "positive": [classes.index(c) for c in positive_names],
-                        "calibration_cells": calib["path"].tolist(), "check_cells": check["path"].tolist()})
+                        "calibration_cells": c_paths, "check_cells": h_paths})
     return samples
 
 
 def _int8_verdict(root: Path, folds: list[FoldFiles], entries: list[dict], samples: list[dict], key: str, make,
                   bundle: Bundle) -> dict:
     """Make every fold's int8 version (``make(k, fold, calibration cells) -> (file, fp32, int8)``), check
-    each on its out-of-fold cells (the CNN's labels and the fold's answers with its theta rule and
-    SVM, as ``predict`` gives them) and keep them only if every fold passes (fold entries gain ``key``)."""
+    each on its out-of-fold cells (the CNN's labels, the fold's answers with its theta rule and SVM,
+    and its out-of-domain flags, as ``predict`` gives them) and keep them only if every fold passes
+    (fold entries gain ``key``)."""
     from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks
     from blastscope.inference.predictor import fold_answer
 
     theta_on = bundle.trust.get("theta_on", "raw")
     records, accepted = [], True
     for k, (f, s) in enumerate(zip(folds, samples)):
-        name, fp32, q = make(k, f, s["calib"])
+        calib, check = s["load"]()
+        name, fp32, q = make(k, f, calib)
 
         def answer(logp, feats, k=k):
             _, labels, _, proba, _ = fold_answer(logp, feats, bundle.svms[k], bundle.fold_thetas[k],
                                                  bundle.temperatures[k], theta_on)
             return labels, proba
 
-        result = int8_checks(fp32, q, s["check"], s["y"], s["positive"], answer=answer)
+        ood = bundle.oods[k] if bundle.oods else None
+        result = int8_checks(fp32, q, check, s["y"], s["positive"], answer=answer,
+                             flag=None if ood is None else (lambda feats, ood=ood: ood.flag(feats)[1]))
         accepted &= result["accepted"]
         records.append({"fold": f.fold, "file": name, **result, "calibration_cells": s["calibration_cells"],
                         "check_cells": s["check_cells"]})
@@ -292,20 +300,34 @@ def _int8_verdict(root: Path, folds: list[FoldFiles], entries: list[dict], sampl
     logger.info("%s int8 %s (%s)", "ONNX" if key == "onnx_int8" else "PyTorch", verdict, "; ".join(
         f"fold {r['fold']}: labels agree on {r['label_agreement']:.1%}, speed {r['speedup']:.2f}x" for r in records))
     return {"accepted": bool(accepted), "rule": f"label agreement >= {INT8_AGREEMENT:.1%} (the CNN's and the fold's "
-            f"answers with its theta rule and SVM) and |AUC difference| <= {INT8_AUC_DIFF} (the answered probability) "
-            "on each fold model's out-of-fold cells", "folds": records}
+            f"answers with its theta rule and SVM; its out-of-domain flags likewise) and |AUC difference| <= "
+            f"{INT8_AUC_DIFF} (the answered probability) on each fold model's out-of-fold cells", "folds": records}
 
 
 def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path, onnx: bool) -> None:
     """PyTorch int8 parameters (and, with ``onnx``, int8 graphs) for every fold model, each kind kept
     only if every fold passes its checks; the records go to ``meta["int8"]`` and ``meta["onnx"]["int8"]``."""
-    from blastscope.inference.torch_int8 import ENGINE, Int8Error, TorchRunner, calibrate, int8_networks, quantize_model, save_qparams
+    import torch
+
+    from blastscope.inference.torch_int8 import (
+        ENGINE,
+        Int8Error,
+        TorchRunner,
+        calibrate,
+        engine_available,
+        int8_networks,
+        quantize_model,
+        save_qparams,
+    )
 
     samples = _int8_samples(meta, folds, run_dir)
-    partial = Bundle(root, meta, folds, [read_svm(root, f.svm) for f in folds], [read_arrays(root, f.input) for f in folds])
+    partial = Bundle(root, meta, folds, [read_svm(root, f.svm) for f in folds], [read_arrays(root, f.input) for f in folds],
+                     oods=[read_ood(root, f.ood) for f in folds])
     models = partial.torch_models()
     try:
         int8_networks(models[0][0])
+        if not engine_available():
+            raise Int8Error(f"this PyTorch has no {ENGINE} quantized engine (has {torch.backends.quantized.supported_engines})")
     except Int8Error as e:
         meta["int8"] = {"accepted": False, "refused": str(e), "folds": []}
         logger.warning("no PyTorch int8: %s", e)

@@ -69,7 +69,7 @@ def _copy_metadata(src: Path, dst: Path) -> None:
 
 
 def int8_checks(fp32, int8, images: np.ndarray, y: np.ndarray, positive: int | list[int], batch: int = 64,
-                answer=None) -> dict:
+                answer=None, flag=None) -> dict:
     """Labels and AUC of the int8 model against float32 on held-out ``images`` (labels ``y``, 1 = positive).
 
     ``fp32``/``int8``: callables ``model(uint8 images) -> (log-probabilities, spectral features)``
@@ -79,8 +79,10 @@ def int8_checks(fp32, int8, images: np.ndarray, y: np.ndarray, positive: int | l
     ``answer``: ``answer(log-probabilities, features) -> (labels, probabilities)``, what the fold
     model answers (:func:`~blastscope.inference.predictor.fold_answer`: the theta rule with its SVM,
     which reads the int8 model's features too); the answers must then agree as well, and the AUC
-    scores the answered probability. Returns both agreements, the AUC difference (None when ``y``
-    has one class), both speeds (img/s, interleaved, best of 3) and ``accepted``.
+    scores the answered probability. ``flag``: ``flag(features) -> bool per cell``, the fold's
+    out-of-domain check (thresholds fitted on float32 features), whose flags must agree as well.
+    Returns the agreements, the AUC difference (None when ``y`` has one class), both speeds (img/s,
+    interleaved, best of 3) and ``accepted``.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -106,6 +108,7 @@ def int8_checks(fp32, int8, images: np.ndarray, y: np.ndarray, positive: int | l
     else:
         proba = {key: np.exp(lp) for key, lp in logp.items()}
         answer_agreement = None
+    flag_agreement = None if flag is None else float((np.asarray(flag(out["fp32"][1])) == np.asarray(flag(out["int8"][1]))).mean())
     y = np.asarray(y).astype(int)
     both = len(set(y.tolist())) == 2
     columns = [positive] if isinstance(positive, int) else list(positive)
@@ -115,9 +118,10 @@ def int8_checks(fp32, int8, images: np.ndarray, y: np.ndarray, positive: int | l
 
     auc_diff = abs(roc_auc_score(y, score(proba["fp32"])) - roc_auc_score(y, score(proba["int8"]))) if both else None
     rate = {key: len(images) / min(t) for key, t in seconds.items()}
-    accepted = (agreement >= INT8_AGREEMENT and (answer_agreement is None or answer_agreement >= INT8_AGREEMENT)
+    accepted = (agreement >= INT8_AGREEMENT and all(a is None or a >= INT8_AGREEMENT for a in (answer_agreement, flag_agreement))
                 and (auc_diff is None or auc_diff <= INT8_AUC_DIFF))
     return {"cells": int(len(images)), "label_agreement": agreement, "answer_agreement": answer_agreement,
+            "out_of_domain_agreement": flag_agreement,
             "auc_diff": auc_diff, "max_abs_logp_diff": float(np.abs(logp["fp32"] - logp["int8"]).max()),
             "fp32_img_s": rate["fp32"], "int8_img_s": rate["int8"], "speedup": rate["int8"] / rate["fp32"],
             "accepted": bool(accepted)}

@@ -144,11 +144,17 @@ class Predictor:
             self.device = "cpu"  # onnxruntime's CPU provider; the onnx backend needs no PyTorch at all
         on_cpu = backend == "onnx" or self.device.type == "cpu"
         if precision == "auto":
-            has = self.bundle.has_int8 if backend == "onnx" else self.bundle.has_torch_int8
+            if backend == "onnx":
+                has = self.bundle.has_int8
+            else:
+                from blastscope.inference.torch_int8 import engine_available
+
+                has = self.bundle.has_torch_int8 and engine_available()  # else float32, as on any other machine
             precision = "int8" if on_cpu and has else "float32"
         self.precision = precision
         if precision == "int8" and not on_cpu:
-            raise ValueError(f"PyTorch int8 runs on the CPU (its quantized engine); --device {device} needs --precision float32")
+            raise ValueError(f"PyTorch int8 runs on the CPU (its quantized engine), not on {self.device}; "
+                             "use --device cpu or --precision float32")
         if backend == "onnx":
             self._models = self.bundle.onnx_models(precision)
         elif precision == "int8":

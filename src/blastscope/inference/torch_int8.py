@@ -35,8 +35,8 @@ from torch import Tensor, nn
 
 from blastscope.models.base_network import BasicNetwork, ConvBNAct
 
-__all__ = ["ENGINE", "FORMAT", "Int8Error", "TorchRunner", "calibrate", "int8_networks", "load_qparams", "quantize_model",
-           "save_qparams"]
+__all__ = ["ENGINE", "FORMAT", "Int8Error", "TorchRunner", "calibrate", "engine_available", "int8_networks", "load_qparams",
+           "quantize_model", "save_qparams"]
 
 ENGINE = "x86"
 FORMAT = "blastscope-torch-int8"
@@ -73,10 +73,16 @@ def int8_networks(model: nn.Module) -> list[tuple[str, BasicNetwork]]:
     return nets
 
 
+def engine_available() -> bool:
+    """Whether this PyTorch has the x86 quantized engine the int8 parameters were checked with
+    (ARM builds, e.g. Apple silicon or Graviton, have qnnpack only)."""
+    return ENGINE in torch.backends.quantized.supported_engines
+
+
 def _check_engine() -> None:
-    if ENGINE not in torch.backends.quantized.supported_engines:
-        raise Int8Error(f"this PyTorch has no {ENGINE} quantized engine (has {torch.backends.quantized.supported_engines}); "
-                        "int8 parameters were measured with it, so run --precision float32")
+    if not engine_available():
+        raise Int8Error(f"this PyTorch has no {ENGINE} quantized engine (has {torch.backends.quantized.supported_engines}), "
+                        "which PyTorch int8 was checked with; predict with --precision float32")
     torch.backends.quantized.engine = ENGINE
 
 
