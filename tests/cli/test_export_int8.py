@@ -146,6 +146,10 @@ def test_accepted_int8_is_what_predict_runs(tiny_run, tmp_path, monkeypatch):
     assert Predictor(b, precision="float32").precision == "float32"
     checked, images = seen[0]  # fold 1, PyTorch: what export checked is what the bundle rebuilds
     meta = json.loads((bundle / "bundle.json").read_text())
+    for record in (meta["int8"], meta["onnx"]["int8"]):  # then the whole bundle: votes, sets, review flags
+        vote = record["vote"]
+        assert vote["ok"] and vote["cells"] == sum(min(len(f["check_cells"]), 256 // 3) for f in record["folds"])
+        assert min(vote["pred_agreement"], vote["prediction_set_agreement"], vote["review_agreement"]) >= 0.995
     prep = b.preprocess
     calib = np.stack([load_preprocessed(p, prep) for p in meta["int8"]["folds"][0]["calibration_cells"]])
     model, model_input = b.torch_models()[0]
@@ -226,3 +230,19 @@ def test_an_older_bundle_with_onnx_int8_only_says_so():
     b = Bundle(Path("old"), {"onnx": {"int8": {"accepted": True}}}, [FoldFiles(1, "w")], [None], [{}])
     assert "older blastscope, before PyTorch int8 existed" in b.int8_refusal("torch")
     assert b.int8_refusal("onnx") is not None  # the fold names no int8 graph
+
+
+def test_a_failing_vote_check_rejects_int8_that_every_fold_passed(tiny_run, tmp_path, monkeypatch):
+    import blastscope.inference.export as export
+    import blastscope.inference.int8 as int8
+    from blastscope.inference.bundle import load_bundle
+
+    real = int8.int8_checks
+    monkeypatch.setattr(int8, "int8_checks", lambda *a, **k: {**real(*a, **k), "accepted": True})
+    monkeypatch.setattr(export, "_vote_check", lambda bundle, backend, samples: {"cells": 9, "pred_agreement": 0.9,
+                                                                                 "ok": False})
+    bundle = export.export_bundle(tiny_run, tmp_path / "b", int8=True)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["int8"]["accepted"] is False and meta["int8"]["vote"]["pred_agreement"] == 0.9
+    assert not list(bundle.glob("int8_fold*")) and all(f["torch_int8"] is None for f in meta["folds"])
+    assert not load_bundle(bundle, backend="none").has_torch_int8

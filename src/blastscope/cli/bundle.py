@@ -49,6 +49,11 @@ def export_cmd(run_dir: Path, out: Path, arm: str | None, onnx: bool, int8: bool
                 answers = f" ({'; '.join(parts)})" if parts else ""
                 click.echo(f"{kind} int8 fold {f['fold']}: labels agree with float32 on {f['label_agreement']:.1%}{answers} "
                            f"of {f['cells']} out-of-fold cells, AUC differs by {auc}, speed {f['speedup']:.2f}x float32")
+            vote = record.get("vote")
+            if vote and "prediction_set_agreement" in vote:
+                click.echo(f"{kind} int8, the whole bundle on {vote['cells']} check cells: voted labels agree on "
+                           f"{vote['pred_agreement']:.1%}, prediction sets {vote['prediction_set_agreement']:.1%}, review "
+                           f"flags {vote['review_agreement']:.1%}")
             if record["accepted"]:
                 click.echo(f"{kind} int8 accepted: `predict --backend {backend}` runs it (--precision float32 to choose float32)")
             else:

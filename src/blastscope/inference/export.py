@@ -289,19 +289,54 @@ def _int8_verdict(root: Path, folds: list[FoldFiles], entries: list[dict], sampl
         accepted &= result["accepted"]
         records.append({"fold": f.fold, "file": name, **result, "calibration_cells": s["calibration_cells"],
                         "check_cells": s["check_cells"]})
-    for i, (entry, record) in enumerate(zip(entries, records)):
-        if accepted:
+    vote = None
+    if accepted:
+        for i, (entry, record) in enumerate(zip(entries, records)):
             folds[i] = replace(folds[i], **{key: record["file"]})
             entry[key] = record["file"]
-        else:
+        vote = _vote_check(bundle, "torch" if key == "torch_int8" else "onnx", samples)
+        accepted = vote["ok"]
+    if not accepted:
+        for i, (entry, record) in enumerate(zip(entries, records)):
             (root / record["file"]).unlink()
             record["file"] = None
+            folds[i] = replace(folds[i], **{key: None})
+            entry[key] = None
+    bundle._torch_int8 = bundle._onnx = None  # the partial bundle's caches held the int8 models of the checks
     verdict = "accepted" if accepted else "rejected"
     logger.info("%s int8 %s (%s)", "ONNX" if key == "onnx_int8" else "PyTorch", verdict, "; ".join(
         f"fold {r['fold']}: labels agree on {r['label_agreement']:.1%}, speed {r['speedup']:.2f}x" for r in records))
     return {"accepted": bool(accepted), "rule": f"label agreement >= {INT8_AGREEMENT:.1%} (the CNN's and the fold's "
             f"answers with its theta rule and SVM; its out-of-domain flags likewise) and |AUC difference| <= "
-            f"{INT8_AUC_DIFF} (the answered probability) on each fold model's out-of-fold cells", "folds": records}
+            f"{INT8_AUC_DIFF} (the answered probability) on each fold model's out-of-fold cells; then the voted label, "
+            "the prediction set and the review flag of the whole bundle agree likewise on the pooled check cells",
+            "folds": records, "vote": vote}
+
+
+INT8_VOTE_CELLS = 256
+
+
+def _vote_check(bundle: Bundle, backend: str, samples: list[dict]) -> dict:
+    """The whole bundle in int8 against float32 on up to 256 of the folds' check cells (an equal share
+    from each fold): the voted label, the conformal prediction set and the review flag, as ``predict``
+    shows them, must each agree on >= 99.5% of the cells."""
+    import numpy as np
+
+    from blastscope.inference.int8 import INT8_AGREEMENT
+    from blastscope.inference.predictor import Predictor
+
+    share = max(1, INT8_VOTE_CELLS // len(samples))
+    cells = np.concatenate([s["load"]()[1][:share] for s in samples])
+    names = [str(i) for i in range(len(cells))]
+    out = {}
+    for precision in ("float32", "int8"):
+        predictor = Predictor(bundle, backend=backend, precision=precision)
+        rows = predictor.cell_rows(predictor.predict_images(cells), names, [""] * len(cells))
+        out[precision] = rows
+    agree = {field: float(np.mean([a[field] == b[field] for a, b in zip(out["float32"], out["int8"])]))
+             for field in ("pred", "prediction_set", "review")}
+    return {"cells": int(len(cells)), **{f"{k}_agreement": v for k, v in agree.items()},
+            "ok": all(v >= INT8_AGREEMENT for v in agree.values())}
 
 
 def _write_int8(root: Path, meta: dict, folds: list[FoldFiles], run_dir: Path, onnx: bool) -> None:
