@@ -76,14 +76,15 @@ def run_int8(bundle: Path, paths: list[Path], n_cells: int, kind: str = "onnx") 
 
     The bundle's own int8 when it has it (calibrated on fold 1's training cells at export);
     otherwise fold 1 quantized here, calibrated on every other sample cell and checked on the rest,
-    never on the same cells. The checks are :func:`blastscope.inference.int8.int8_checks`: labels
-    agree on >= 99.5% of cells and the AUC (labels from the C-NMC file names) within 0.005.
+    never on the same cells. The checks are :func:`blastscope.inference.int8.int8_checks`: the CNN's
+    labels and fold 1's answers (and out-of-domain flags) agree on >= 99.5% of cells and the AUC
+    (labels from the C-NMC file names) within 0.005.
     """
     import numpy as np
 
     from blastscope.data.decode import read_image
     from blastscope.inference.bundle import load_bundle
-    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks
+    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, fold_checks, int8_checks
 
     name = f"{kind}_int8"
     title = ("int8 ONNX (QDQ convolutions) vs float32 ONNX" if kind == "onnx"
@@ -119,19 +120,12 @@ def run_int8(bundle: Path, paths: list[Path], n_cells: int, kind: str = "onnx") 
             except Int8Error as e:
                 return CaseResult.skip(name, title, str(e))
             fp32 = TorchRunner(model, model_input)
-        from blastscope.inference.predictor import fold_answer
-
-        def answer(logp, feats):  # fold 1's answers: the theta rule with its SVM, as predict gives them
-            _, labels, _, proba, _ = fold_answer(logp, feats, b.svms[0], b.fold_thetas[0], b.temperatures[0],
-                                                 b.trust.get("theta_on", "raw"))
-            return labels, proba
-
-        ood = b.oods[0] if b.oods else None
-        checks = int8_checks(fp32, q, images, y, positive, answer=answer,
-                             flag=None if ood is None else (lambda feats: ood.flag(feats)[1]))
+        answer, flag = fold_checks(b, 0)  # fold 1's answers and out-of-domain flags, as predict gives them
+        checks = int8_checks(fp32, q, images, y, positive, answer=answer, flag=flag)
     auc = "" if checks["auc_diff"] is None else f", AUC differs by {checks['auc_diff']:.4f}"
     return CaseResult(name, title, "img/s", checks["int8_img_s"], checks["fp32_img_s"],
-                      target=f"label agreement >= {INT8_AGREEMENT:.1%}, AUC diff <= {INT8_AUC_DIFF}; accepted only if both",
+                      target=f"labels and the fold's answers agree >= {INT8_AGREEMENT:.1%}, AUC diff <= {INT8_AUC_DIFF}; "
+                             "accepted only if all hold",
                       met=checks["accepted"], agreement={"label_agreement": checks["label_agreement"],
                                                          "answer_agreement": checks["answer_agreement"],
                                                          "auc_diff": checks["auc_diff"], "ok": checks["accepted"]},

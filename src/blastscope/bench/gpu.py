@@ -34,7 +34,7 @@ import torch
 
 from blastscope.bench.config import BenchConfig
 from blastscope.bench.result import CaseResult
-from blastscope.bench.timing import Timing
+from blastscope.bench.timing import Timing, time_call
 
 __all__ = ["GpuFigures", "matmul_tflops", "run_gpu"]
 
@@ -55,17 +55,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> Timing:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return Timing(median=times[len(times) // 2], best=times[0], repeats=repeats)
+    """:func:`~blastscope.bench.timing.time_call` of ``fn`` with the device synchronised after each call."""
+    return time_call(lambda: (fn(), _sync(device)), repeats=repeats, warmup=warmup)
 
 
 @contextlib.contextmanager

@@ -227,8 +227,8 @@ INT8_CHECK_CELLS = 256
 def _int8_samples(meta: dict, folds: list[FoldFiles], run_dir: Path) -> list[dict]:
     """Per fold model k: up to 64 of its own training cells for calibration (``folds.csv`` rows of the
     training subjects outside fold k, drawn with seed k) and up to 256 of its out-of-fold cells for the
-    checks, which it never trained on and which calibration never read. The cells are decoded per
-    fold by ``sample["load"]()`` (one fold's cells in memory at a time)."""
+    checks, which it never trained on and which calibration never read. The cells are decoded when
+    used, by ``sample["decode"](paths)`` (one fold's cells in memory at a time)."""
     import numpy as np
 
     from blastscope.data.preprocess import load_preprocessed
@@ -255,11 +255,9 @@ def _int8_samples(meta: dict, folds: list[FoldFiles], run_dir: Path) -> list[dic
         held = rows[rows["fold"] == k]
         calib = train.sample(n=min(INT8_CALIBRATION_CELLS, len(train)), random_state=k).sort_index()
         check = held.sample(n=min(INT8_CHECK_CELLS, len(held)), random_state=k).sort_index()
-        c_paths, h_paths = calib["path"].tolist(), check["path"].tolist()
-        samples.append({"load": lambda c=c_paths, h=h_paths: (cells(c), cells(h)),
-                        "y": check["label"].isin(positive_names).to_numpy(),
+        samples.append({"decode": cells, "y": check["label"].isin(positive_names).to_numpy(),
                         "positive": [classes.index(c) for c in positive_names],
-                        "calibration_cells": c_paths, "check_cells": h_paths})
+                        "calibration_cells": calib["path"].tolist(), "check_cells": check["path"].tolist()})
     return samples
 
 
@@ -269,23 +267,13 @@ def _int8_verdict(root: Path, folds: list[FoldFiles], entries: list[dict], sampl
     each on its out-of-fold cells (the CNN's labels, the fold's answers with its theta rule and SVM,
     and its out-of-domain flags, as ``predict`` gives them) and keep them only if every fold passes
     (fold entries gain ``key``)."""
-    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, int8_checks
-    from blastscope.inference.predictor import fold_answer
+    from blastscope.inference.int8 import INT8_AGREEMENT, INT8_AUC_DIFF, fold_checks, int8_checks
 
-    theta_on = bundle.trust.get("theta_on", "raw")
     records, accepted = [], True
     for k, (f, s) in enumerate(zip(folds, samples)):
-        calib, check = s["load"]()
-        name, fp32, q = make(k, f, calib)
-
-        def answer(logp, feats, k=k):
-            _, labels, _, proba, _ = fold_answer(logp, feats, bundle.svms[k], bundle.fold_thetas[k],
-                                                 bundle.temperatures[k], theta_on)
-            return labels, proba
-
-        ood = bundle.oods[k] if bundle.oods else None
-        result = int8_checks(fp32, q, check, s["y"], s["positive"], answer=answer,
-                             flag=None if ood is None else (lambda feats, ood=ood: ood.flag(feats)[1]))
+        name, fp32, q = make(k, f, s["decode"](s["calibration_cells"]))
+        answer, flag = fold_checks(bundle, k)
+        result = int8_checks(fp32, q, s["decode"](s["check_cells"]), s["y"], s["positive"], answer=answer, flag=flag)
         accepted &= result["accepted"]
         records.append({"fold": f.fold, "file": name, **result, "calibration_cells": s["calibration_cells"],
                         "check_cells": s["check_cells"]})
@@ -326,7 +314,7 @@ def _vote_check(bundle: Bundle, backend: str, samples: list[dict]) -> dict:
     from blastscope.inference.predictor import Predictor
 
     share = max(1, INT8_VOTE_CELLS // len(samples))
-    cells = np.concatenate([s["load"]()[1][:share] for s in samples])
+    cells = np.concatenate([s["decode"](s["check_cells"][:share]) for s in samples])
     names = [str(i) for i in range(len(cells))]
     out = {}
     for precision in ("float32", "int8"):

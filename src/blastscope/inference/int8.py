@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["INT8_AGREEMENT", "INT8_AUC_DIFF", "int8_checks", "quantize_graph"]
+__all__ = ["INT8_AGREEMENT", "INT8_AUC_DIFF", "fold_checks", "int8_checks", "quantize_graph"]
 
 INT8_AGREEMENT = 0.995
 INT8_AUC_DIFF = 0.005
@@ -66,6 +66,23 @@ def _copy_metadata(src: Path, dst: Path) -> None:
         if key not in have:
             graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(dst))
+
+
+def fold_checks(bundle, k: int) -> tuple:
+    """``(answer, flag)`` for :func:`int8_checks` of fold model ``k`` of ``bundle``: its answers (the
+    theta rule with its SVM, :func:`~blastscope.inference.predictor.fold_answer`) and its
+    out-of-domain flags (None without an out-of-domain check), as ``predict`` gives them."""
+    from blastscope.inference.predictor import fold_answer
+
+    theta_on = bundle.trust.get("theta_on", "raw")
+
+    def answer(logp: np.ndarray, feats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        _, labels, _, proba, _ = fold_answer(logp, feats, bundle.svms[k], bundle.fold_thetas[k],
+                                             bundle.temperatures[k], theta_on)
+        return labels, proba
+
+    ood = bundle.oods[k] if bundle.oods else None
+    return answer, (None if ood is None else (lambda feats: ood.flag(feats)[1]))
 
 
 def int8_checks(fp32, int8, images: np.ndarray, y: np.ndarray, positive: int | list[int], batch: int = 64,
